@@ -1,0 +1,1 @@
+"""Socket.IO transport: WebRTC signaling, room presence and live case notes."""

@@ -1,0 +1,222 @@
+"""The signaling protocol: every socket.io event, its payload and its ack, as pydantic models.
+
+This module is the protocol. docs/signaling.md is generated from it (``python -m signaling.docs``) and a
+test fails when the two disagree. Client events are validated with ``extra="forbid"`` before dispatch;
+every client event is answered through its ack with ``Ack``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PeerId = str
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- shared shapes -----------------------------------------------------------------------------------------
+
+
+class ErrorBody(_Model):
+    code: str = Field(
+        description="machine-readable: invalid, unauthenticated, forbidden, not_found, conflict, "
+        "room_full, rate_limited, too_large, internal"
+    )
+    message: str
+
+
+class Ack(_Model):
+    """Every ack: ``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}``."""
+
+    ok: bool
+    error: ErrorBody | None = None
+
+
+class SessionDescription(_Model):
+    type: Literal["offer", "answer", "pranswer", "rollback"]
+    sdp: str = Field(default="", max_length=200_000)
+
+
+class IceCandidate(_Model):
+    candidate: str = Field(max_length=2_000)
+    sdpMid: str | None = Field(default=None, max_length=64)  # noqa: N815 - WebRTC's own field names
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=255)  # noqa: N815
+    usernameFragment: str | None = Field(default=None, max_length=256)  # noqa: N815
+
+
+class Peer(_Model):
+    peer_id: PeerId
+    user_id: int
+    display_name: str
+    role: str
+
+
+class IceServer(_Model):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class NoteOut(_Model):
+    id: int
+    consultation_id: int
+    author_user_id: int
+    author_name: str
+    text: str
+    created_at: str = Field(description="ISO 8601, UTC")
+    client_id: str
+
+
+class ConsultationOut(_Model):
+    id: int
+    status: str
+    specialty: str
+    urgency: str
+    summary: str
+    patient_name: str
+    patient_age: int
+    patient_sex: str
+    facility_name: str
+    requested_by_name: str
+    specialist_name: str | None
+    created_at: str
+
+
+# --- client -> server --------------------------------------------------------------------------------------
+
+
+class RoomJoin(_Model):
+    """Enter a consultation room. Joining again from a new connection replaces the old one (no ghosts)."""
+
+    event: Literal["room.join"] = "room.join"
+    consultation_id: int = Field(gt=0)
+
+
+class RoomJoinAck(Ack):
+    peer_id: PeerId | None = None
+    status: str | None = None
+    participants: list[Peer] = Field(default_factory=list, description="the others already in the room")
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    notes: list[NoteOut] = Field(default_factory=list, description="every saved note, oldest first")
+
+
+class RoomLeave(_Model):
+    event: Literal["room.leave"] = "room.leave"
+    consultation_id: int = Field(gt=0)
+
+
+class RtcSignal(_Model):
+    """SDP or an ICE candidate for one peer in the same room (``candidate: null`` ends candidates)."""
+
+    event: Literal["rtc.signal"] = "rtc.signal"
+    consultation_id: int = Field(gt=0)
+    to: PeerId = Field(min_length=1, max_length=64)
+    description: SessionDescription | None = None
+    candidate: IceCandidate | None = None
+
+    @model_validator(mode="after")
+    def _one_payload(self) -> RtcSignal:
+        if self.description is not None and self.candidate is not None:
+            raise ValueError("send either a description or a candidate, not both")
+        return self
+
+
+class NoteAdd(_Model):
+    """Save a case note. ``client_id`` is chosen by the writer; a resend with the same id is not stored twice."""
+
+    event: Literal["note.add"] = "note.add"
+    consultation_id: int = Field(gt=0)
+    text: str = Field(min_length=1)
+    client_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class NoteAddAck(Ack):
+    note: NoteOut | None = None
+    created: bool | None = Field(default=None, description="false when this client_id was already saved")
+
+
+# --- server -> client --------------------------------------------------------------------------------------
+
+
+class PeerJoined(_Model):
+    event: Literal["room.peer_joined"] = "room.peer_joined"
+    consultation_id: int
+    peer: Peer
+
+
+class PeerLeft(_Model):
+    event: Literal["room.peer_left"] = "room.peer_left"
+    consultation_id: int
+    peer_id: PeerId
+
+
+class RtcSignalIn(_Model):
+    event: Literal["rtc.signal"] = "rtc.signal"
+    consultation_id: int
+    from_: PeerId = Field(alias="from", serialization_alias="from")
+    description: SessionDescription | None = None
+    candidate: IceCandidate | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class NoteAdded(_Model):
+    event: Literal["note.added"] = "note.added"
+    note: NoteOut
+
+
+class ConsultationUpdated(_Model):
+    """To the specialists of the specialty, the requesting facility, and the room."""
+
+    event: Literal["consultation.updated"] = "consultation.updated"
+    consultation: ConsultationOut
+
+
+class RoomClosed(_Model):
+    event: Literal["room.closed"] = "room.closed"
+    consultation_id: int
+    status: str
+
+
+class RoomReplaced(_Model):
+    """To a connection whose user joined the same room from another connection."""
+
+    event: Literal["room.replaced"] = "room.replaced"
+    consultation_id: int
+
+
+class SessionExpired(_Model):
+    event: Literal["session.expired"] = "session.expired"
+    message: str
+
+
+CLIENT_EVENTS: dict[str, tuple[type[_Model], type[Ack]]] = {
+    "room.join": (RoomJoin, RoomJoinAck),
+    "room.leave": (RoomLeave, Ack),
+    "rtc.signal": (RtcSignal, Ack),
+    "note.add": (NoteAdd, NoteAddAck),
+}
+
+SERVER_EVENTS: dict[str, type[_Model]] = {
+    "room.peer_joined": PeerJoined,
+    "room.peer_left": PeerLeft,
+    "rtc.signal": RtcSignalIn,
+    "note.added": NoteAdded,
+    "consultation.updated": ConsultationUpdated,
+    "room.closed": RoomClosed,
+    "room.replaced": RoomReplaced,
+    "session.expired": SessionExpired,
+}
+
+
+def wire(model: _Model) -> dict[str, Any]:
+    """The JSON payload of a server event: the model without its ``event`` tag, aliases applied."""
+    return model.model_dump(mode="json", by_alias=True, exclude={"event"})
+
+
+def error_ack(code: str, message: str) -> dict[str, Any]:
+    return Ack(ok=False, error=ErrorBody(code=code, message=message)).model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,276 @@
+"""The python-socketio server: authenticate on connect, validate every event, call a service, ack.
+
+Thin by design: who may do what is decided in teleconsult.services; this module only keeps track of
+which connection is in which room and relays WebRTC signaling between them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from http.cookies import SimpleCookie
+from typing import Any
+
+import socketio
+from pydantic import ValidationError
+
+from signaling import events as ev
+from signaling.rooms import Member, RoomRegistry, TokenBucket
+from teleconsult.domain.consultation import TERMINAL_STATUSES, CaseNote
+from teleconsult.domain.errors import DomainError, PermissionDenied, RoomFull, Unauthenticated
+from teleconsult.domain.people import Actor, Role
+from teleconsult.services import Services
+from teleconsult.services.notify import RequestCard
+from teleconsult.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def room_of(consultation_id: int) -> str:
+    return f"consultation:{consultation_id}"
+
+
+def note_out(note: CaseNote) -> ev.NoteOut:
+    return ev.NoteOut(
+        id=note.id,
+        consultation_id=note.consultation_id,
+        author_user_id=note.author_user_id,
+        author_name=note.author_name,
+        text=note.text,
+        created_at=note.created_at.isoformat(),
+        client_id=note.client_id,
+    )
+
+
+def consultation_out(card: RequestCard) -> ev.ConsultationOut:
+    c = card.consultation
+    return ev.ConsultationOut(
+        id=c.id,
+        status=c.status.value,
+        specialty=c.specialty,
+        urgency=c.urgency.value,
+        summary=c.summary,
+        patient_name=card.patient_name,
+        patient_age=card.patient_age,
+        patient_sex=card.patient_sex,
+        facility_name=card.facility_name,
+        requested_by_name=card.requested_by_name,
+        specialist_name=card.specialist_name,
+        created_at=c.created_at.isoformat(),
+    )
+
+
+class SignalingServer:
+    """Owns the AsyncServer; implements the services' Notifier by emitting typed events."""
+
+    def __init__(self, services: Services, settings: Settings, *, instance_id: str) -> None:
+        self._services = services
+        self._settings = settings
+        self.instance_id = instance_id
+        manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=manager,
+            max_http_buffer_size=settings.max_http_buffer_bytes,
+            ping_interval=settings.ping_interval_s,
+            ping_timeout=settings.ping_timeout_s,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.rooms = RoomRegistry()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._handlers = {
+            "room.join": self._join,
+            "room.leave": self._leave,
+            "rtc.signal": self._signal,
+            "note.add": self._note,
+        }
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        for name in ev.CLIENT_EVENTS:
+            self.sio.on(name, self._dispatcher(name))
+        self.sio.on("*", self._unknown)
+
+    def attach(self, app: Any) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    def connection_count(self) -> int:
+        return len(self._buckets)
+
+    # -- connection lifecycle ---------------------------------------------------------------------------------
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = self._token_from(environ, auth)
+        try:
+            session = await self._services.auth.resolve(token or "")
+        except Unauthenticated as exc:
+            raise socketio.exceptions.ConnectionRefusedError({"code": exc.code, "message": exc.message}) from None
+        actor = session.actor
+        await self.sio.save_session(sid, {"token": token, "actor": actor, "source": _source(environ)})
+        self._buckets[sid] = TokenBucket(self._settings.events_per_second, self._settings.events_burst)
+        await self.sio.enter_room(sid, f"user:{actor.user_id}")
+        if actor.role is Role.CLINICIAN:
+            await self.sio.enter_room(sid, f"facility:{actor.facility_id}")
+        if actor.role is Role.SPECIALIST and actor.specialty:
+            await self.sio.enter_room(sid, f"specialty:{actor.specialty}")
+
+    async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        self._buckets.pop(sid, None)
+        for consultation_id in self.rooms.rooms_of(sid):
+            await self._remove_member(consultation_id, sid)
+
+    def _token_from(self, environ: dict[str, Any], auth: Any) -> str | None:
+        if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+            return str(auth["token"])
+        cookies = SimpleCookie()
+        try:
+            cookies.load(environ.get("HTTP_COOKIE", ""))
+        except Exception:
+            return None
+        morsel = cookies.get(self._settings.session_cookie_name)
+        return morsel.value if morsel else None
+
+    # -- dispatch ---------------------------------------------------------------------------------------------
+
+    def _dispatcher(self, name: str) -> Any:
+        model, _ack = ev.CLIENT_EVENTS[name]
+        handler = self._handlers[name]
+
+        async def dispatch(sid: str, data: Any = None) -> dict[str, Any]:
+            bucket = self._buckets.get(sid)
+            if bucket is None:
+                return ev.error_ack("unauthenticated", "not connected")
+            if not bucket.take():
+                return ev.error_ack("rate_limited", "too many messages; slow down")
+            try:
+                size = len(json.dumps(data, separators=(",", ":")))
+            except (TypeError, ValueError):
+                return ev.error_ack("invalid", "payload is not JSON")
+            if size > self._settings.max_event_bytes:
+                return ev.error_ack("too_large", f"message larger than {self._settings.max_event_bytes} bytes")
+            if not isinstance(data, dict):
+                return ev.error_ack("invalid", "payload must be a JSON object")
+            try:
+                payload = model.model_validate(data)
+            except ValidationError as exc:
+                return ev.error_ack("invalid", _first_error(exc))
+            session = await self.sio.get_session(sid)
+            try:
+                return await handler(sid, session, payload)
+            except DomainError as exc:
+                return ev.error_ack(exc.code, exc.message)
+            except Exception:
+                log.exception("signaling handler %s failed", name)
+                return ev.error_ack("internal", "something went wrong on the server; please retry")
+
+        return dispatch
+
+    async def _unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        return ev.error_ack("invalid", "unknown event")
+
+    async def _fresh_actor(self, sid: str, session: dict[str, Any]) -> Actor:
+        """Re-check the session so an expired or revoked login stops acting at once."""
+        try:
+            return (await self._services.auth.resolve(session["token"] or "")).actor
+        except Unauthenticated as exc:
+            await self.sio.emit("session.expired", ev.wire(ev.SessionExpired(message=exc.message)), to=sid)
+            await self.sio.disconnect(sid)
+            raise
+
+    # -- handlers ---------------------------------------------------------------------------------------------
+
+    async def _join(self, sid: str, session: dict[str, Any], msg: ev.RoomJoin) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        cid = msg.consultation_id
+        if self.rooms.member(cid, sid) is None:
+            others = [m for m in self.rooms.members(cid) if m.user_id != actor.user_id]
+            if len(others) >= self._settings.max_room_participants:
+                raise RoomFull(f"this room already has {len(others)} participants")
+            consultation = await self._services.consultations.join(
+                actor, cid, f"{self.instance_id}:{sid}", source=session["source"]
+            )
+            for ghost in [m for m in self.rooms.members(cid) if m.user_id == actor.user_id]:
+                await self.sio.emit("room.replaced", ev.wire(ev.RoomReplaced(consultation_id=cid)), to=ghost.peer_id)
+                await self._remove_member(cid, ghost.peer_id)
+            member = Member(sid, actor.user_id, actor.display_name, actor.role.value, f"{self.instance_id}:{sid}")
+            self.rooms.add(cid, member)
+            await self.sio.enter_room(sid, room_of(cid))
+            joined = ev.PeerJoined(consultation_id=cid, peer=_peer(member))
+            await self.sio.emit("room.peer_joined", ev.wire(joined), room=room_of(cid), skip_sid=sid)
+            status = consultation.status.value
+        else:
+            status = None
+        notes = await self._services.consultations.room_notes(actor, cid)
+        return ev.RoomJoinAck(
+            ok=True,
+            peer_id=sid,
+            status=status,
+            participants=[_peer(m) for m in self.rooms.members(cid) if m.peer_id != sid],
+            ice_servers=[ev.IceServer(**s.model_dump()) for s in self._settings.ice_servers],
+            notes=[note_out(n) for n in notes],
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    async def _leave(self, sid: str, session: dict[str, Any], msg: ev.RoomLeave) -> dict[str, Any]:
+        await self._remove_member(msg.consultation_id, sid)
+        return {"ok": True}
+
+    async def _signal(self, sid: str, session: dict[str, Any], msg: ev.RtcSignal) -> dict[str, Any]:
+        cid = msg.consultation_id
+        if self.rooms.member(cid, sid) is None:
+            raise PermissionDenied("join the room before signaling")
+        if msg.to == sid or self.rooms.member(cid, msg.to) is None:
+            return ev.error_ack("not_found", "that peer is not in this room")
+        out = ev.RtcSignalIn(consultation_id=cid, from_=sid, description=msg.description, candidate=msg.candidate)
+        await self.sio.emit("rtc.signal", ev.wire(out), to=msg.to)
+        return {"ok": True}
+
+    async def _note(self, sid: str, session: dict[str, Any], msg: ev.NoteAdd) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        note, created = await self._services.consultations.add_note(
+            actor, msg.consultation_id, msg.text, msg.client_id, source=session["source"]
+        )
+        return ev.NoteAddAck(ok=True, note=note_out(note), created=created).model_dump(mode="json", exclude_none=True)
+
+    async def _remove_member(self, consultation_id: int, sid: str) -> None:
+        member = self.rooms.remove(consultation_id, sid)
+        if member is None:
+            return
+        await self.sio.leave_room(sid, room_of(consultation_id))
+        left = ev.PeerLeft(consultation_id=consultation_id, peer_id=sid)
+        await self.sio.emit("room.peer_left", ev.wire(left), room=room_of(consultation_id))
+        try:
+            await self._services.consultations.leave(member.user_id, consultation_id, member.connection_id)
+        except Exception:
+            log.exception("could not record leaving consultation %s", consultation_id)
+
+    # -- Notifier ---------------------------------------------------------------------------------------------
+
+    async def consultation_changed(self, card: RequestCard) -> None:
+        c = card.consultation
+        payload = ev.wire(ev.ConsultationUpdated(consultation=consultation_out(card)))
+        for room in (f"specialty:{c.specialty}", f"facility:{c.requesting_facility_id}", room_of(c.id)):
+            await self.sio.emit("consultation.updated", payload, room=room)
+        if c.status in TERMINAL_STATUSES:
+            closed = ev.RoomClosed(consultation_id=c.id, status=c.status.value)
+            await self.sio.emit("room.closed", ev.wire(closed), room=room_of(c.id))
+
+    async def note_added(self, note: CaseNote) -> None:
+        await self.sio.emit(
+            "note.added", ev.wire(ev.NoteAdded(note=note_out(note))), room=room_of(note.consultation_id)
+        )
+
+
+def _peer(member: Member) -> ev.Peer:
+    return ev.Peer(peer_id=member.peer_id, user_id=member.user_id, display_name=member.display_name, role=member.role)
+
+
+def _source(environ: dict[str, Any]) -> str:
+    request = environ.get("aiohttp.request")
+    remote = getattr(request, "remote", None) if request is not None else None
+    return str(remote or environ.get("REMOTE_ADDR", ""))[:64]
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "payload"
+    return f"{where}: {err.get('msg', 'invalid')}"

@@ -1,0 +1,1 @@
+"""teleconsult: doctor-to-doctor telemedicine for a hub-and-spoke health network."""

@@ -1,0 +1,1 @@
+"""Pure domain: entities, state machines, policies. No I/O framework may be imported here."""

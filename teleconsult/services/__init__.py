@@ -1,0 +1,40 @@
+"""Use cases. The only layer that opens transactions, decides authorization and writes audit events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from teleconsult.clock import Clock
+from teleconsult.services.auth import AuthService
+from teleconsult.services.consultations import ConsultationService
+from teleconsult.services.directory import DirectoryService
+from teleconsult.services.notify import Notifier, NullNotifier
+from teleconsult.services.patients import PatientService
+from teleconsult.settings import Settings
+from teleconsult.storage.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    clock: Clock
+    auth: AuthService
+    directory: DirectoryService
+    patients: PatientService
+    consultations: ConsultationService
+
+    def set_notifier(self, notifier: Notifier) -> None:
+        self.consultations.notifier = notifier
+
+
+def build_services(settings: Settings, db: Database, clock: Clock, notifier: Notifier | None = None) -> Services:
+    return Services(
+        settings=settings,
+        db=db,
+        clock=clock,
+        auth=AuthService(db, clock, settings),
+        directory=DirectoryService(db, clock),
+        patients=PatientService(db, clock, settings),
+        consultations=ConsultationService(db, clock, settings, notifier or NullNotifier()),
+    )

@@ -1,0 +1,83 @@
+"""The one typed Settings object, read from ``TELECONSULT_*`` environment variables.
+
+Secrets come from the environment or from a file named by ``TELECONSULT_SECRET_KEY_FILE``; none is
+hard-coded. Every limit the transports enforce lives here, not as a literal in a handler.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class IceServer(BaseSettings):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TELECONSULT_", extra="ignore")
+
+    # Where things live.
+    database_url: str = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'teleconsult.sqlite3'}"
+    # PostgreSQL only: put every table in this schema (tests use one schema per run).
+    database_schema: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    static_dir: Path = PROJECT_ROOT / "static"
+    node_modules_dir: Path = PROJECT_ROOT / "node_modules"
+    # Secrets: signing of the calendar/CSRF material. From env, else from a file, else random per process.
+    secret_key: str | None = None
+    secret_key_file: Path | None = None
+    cookie_secure: bool = False
+    session_cookie_name: str = "tc_session"
+
+    # Sessions.
+    session_idle_timeout_s: int = Field(default=30 * 60, ge=60)
+    session_absolute_timeout_s: int = Field(default=12 * 3600, ge=300)
+    api_token_ttl_s: int = Field(default=24 * 3600, ge=60)
+
+    # Locale.
+    default_locale: str = "vi"
+    display_timezone: str = "Asia/Ho_Chi_Minh"
+
+    # Signaling limits.
+    max_http_buffer_bytes: int = Field(default=256 * 1024, ge=4096)
+    max_event_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_note_chars: int = Field(default=8000, ge=100)
+    max_summary_chars: int = Field(default=4000, ge=100)
+    max_room_participants: int = Field(default=4, ge=2)
+    events_per_second: float = Field(default=40.0, gt=0)
+    events_burst: int = Field(default=200, ge=1)
+    ping_interval_s: float = Field(default=5.0, gt=0)
+    ping_timeout_s: float = Field(default=10.0, gt=0)
+    auth_timeout_s: float = Field(default=10.0, gt=0)
+    ice_servers: list[IceServer] = Field(default_factory=list)
+
+    # Search.
+    max_search_results: int = Field(default=50, ge=1, le=500)
+
+    @field_validator("default_locale")
+    @classmethod
+    def _known_locale(cls, value: str) -> str:
+        if value not in ("vi", "en"):
+            raise ValueError("default_locale must be 'vi' or 'en'")
+        return value
+
+    def resolved_secret_key(self) -> str:
+        if self.secret_key:
+            return self.secret_key
+        if self.secret_key_file:
+            return self.secret_key_file.read_text().strip()
+        return secrets.token_urlsafe(32)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

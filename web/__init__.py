@@ -1,0 +1,1 @@
+"""HTTP transport: Jinja2 pages, the JSON API, and health."""
