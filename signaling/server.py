@@ -6,6 +6,7 @@ which connection is in which room and relays WebRTC signaling between them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from http.cookies import SimpleCookie
@@ -79,6 +80,7 @@ class SignalingServer:
         )
         self.rooms = RoomRegistry()
         self._buckets: dict[str, TokenBucket] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers = {
             "room.join": self._join,
             "room.leave": self._leave,
@@ -174,8 +176,23 @@ class SignalingServer:
             return (await self._services.auth.resolve(session["token"] or "")).actor
         except Unauthenticated as exc:
             await self.sio.emit("session.expired", ev.wire(ev.SessionExpired(message=exc.message)), to=sid)
-            await self.sio.disconnect(sid)
+            self._spawn(self._disconnect_soon(sid))
             raise
+
+    async def _disconnect_soon(self, sid: str) -> None:
+        # Let the error ack reach the client first, then drop the connection.
+        await asyncio.sleep(0.5)
+        await self.sio.disconnect(sid)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- handlers ---------------------------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> Any:
             log.info("closed %d room stays left open by a previous run", closed)
 
     async def on_cleanup(_app: web.Application) -> None:
+        await signaling.close()
         await db.dispose()
 
     app.on_startup.append(on_startup)

@@ -17,7 +17,15 @@ from teleconsult.services.auth import AuthSession
 from web import i18n
 from web.i18n import _
 from web.keys import SERVICES, SETTINGS
-from web.security import AUTH, LANG_COOKIE, LOGIN_CSRF_COOKIE, check_login_csrf, client_source, new_login_csrf
+from web.security import (
+    AUTH,
+    SESSION_EXPIRED,
+    LANG_COOKIE,
+    LOGIN_CSRF_COOKIE,
+    check_login_csrf,
+    client_source,
+    new_login_csrf,
+)
 
 routes = web.RouteTableDef()
 
@@ -26,7 +34,7 @@ def _auth(request: web.Request) -> AuthSession:
     auth: AuthSession | None = request.get(AUTH)
     if auth is None:
         target = quote(request.path_qs, safe="")
-        expired = "&expired=1" if request.get("session_expired") else ""
+        expired = "&expired=1" if request.get(SESSION_EXPIRED) else ""
         raise web.HTTPSeeOther(f"/login?next={target}{expired}")
     return auth
 

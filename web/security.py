@@ -14,7 +14,8 @@ from web import i18n
 from web.keys import SERVICES, SETTINGS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AUTH = "auth"  # request key: AuthSession | None
+AUTH = web.RequestKey("auth", AuthSession | None)  # type: ignore[arg-type]
+SESSION_EXPIRED = web.RequestKey("session_expired", bool)
 LOGIN_CSRF_COOKIE = "tc_login_csrf"
 LANG_COOKIE = "tc_lang"
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -58,7 +59,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         except Unauthenticated as exc:
             expired = "expired" in exc.message
     request[AUTH] = auth
-    request["session_expired"] = expired
+    request[SESSION_EXPIRED] = expired
     locale = (
         (auth.actor.locale if auth else None)
         or request.cookies.get(LANG_COOKIE)

@@ -7,6 +7,7 @@ import logging
 import re
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from teleconsult.clock import Clock
@@ -327,15 +328,12 @@ class ConsultationService:
             row = await self._load(tx, consultation_id)
             allowed = access.can_write_note(actor, repo.to_consultation(row))
             if allowed:
-                existing = (
-                    await tx.execute(
-                        select(CaseNoteRow).where(
-                            CaseNoteRow.consultation_id == consultation_id,
-                            CaseNoteRow.author_user_id == actor.user_id,
-                            CaseNoteRow.client_id == client_id,
-                        )
-                    )
-                ).scalar_one_or_none()
+                same_note = select(CaseNoteRow).where(
+                    CaseNoteRow.consultation_id == consultation_id,
+                    CaseNoteRow.author_user_id == actor.user_id,
+                    CaseNoteRow.client_id == client_id,
+                )
+                existing = (await tx.execute(same_note)).scalar_one_or_none()
                 if existing is not None:
                     return self._note(existing, actor.display_name), False
                 note_row = CaseNoteRow(
@@ -345,8 +343,13 @@ class ConsultationService:
                     text=clean,
                     created_at=now,
                 )
-                tx.add(note_row)
-                await tx.flush()
+                try:
+                    async with tx.begin_nested():
+                        tx.add(note_row)
+                        await tx.flush()
+                except IntegrityError:
+                    # A concurrent resend (another connection, another process) stored it first.
+                    return self._note((await tx.execute(same_note)).scalar_one(), actor.display_name), False
                 repo.audit(
                     tx,
                     at=now,

@@ -182,14 +182,10 @@ class PatientService:
         user_ids = {c.requested_by_user_id for c in consultations} | {
             c.specialist_user_id for c in consultations if c.specialist_user_id
         }
-        names = dict(
-            (await tx.execute(select(UserRow.id, UserRow.display_name).where(UserRow.id.in_(user_ids)))).tuples().all()
-        )
+        names = dict((await tx.execute(select(UserRow.id, UserRow.display_name).where(UserRow.id.in_(user_ids)))).all())
         facility_ids = {c.requesting_facility_id for c in consultations}
         facilities = dict(
-            (await tx.execute(select(FacilityRow.id, FacilityRow.name).where(FacilityRow.id.in_(facility_ids))))
-            .tuples()
-            .all()
+            (await tx.execute(select(FacilityRow.id, FacilityRow.name).where(FacilityRow.id.in_(facility_ids)))).all()
         )
         entries = []
         for c in consultations:
