@@ -19,9 +19,9 @@ from web.i18n import _
 from web.keys import SERVICES, SETTINGS
 from web.security import (
     AUTH,
-    SESSION_EXPIRED,
     LANG_COOKIE,
     LOGIN_CSRF_COOKIE,
+    SESSION_EXPIRED,
     check_login_csrf,
     client_source,
     new_login_csrf,
