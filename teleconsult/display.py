@@ -10,9 +10,11 @@ def to_local(moment: datetime, tz_name: str = "Asia/Ho_Chi_Minh") -> datetime:
     return moment.astimezone(ZoneInfo(tz_name))
 
 
-def format_date(day: date | datetime | None) -> str:
+def format_date(day: date | datetime | None, tz_name: str = "Asia/Ho_Chi_Minh") -> str:
     if day is None:
         return ""
+    if isinstance(day, datetime) and day.tzinfo is not None:
+        day = to_local(day, tz_name)
     return day.strftime("%d/%m/%Y")
 
 

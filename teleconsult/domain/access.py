@@ -42,6 +42,11 @@ def can_view_record(
     return False
 
 
+def is_eligible_specialist(actor: Actor, consultation: Consultation) -> bool:
+    """A specialist of the requested specialty: may take the request while it is open."""
+    return actor.role is Role.SPECIALIST and actor.specialty == consultation.specialty
+
+
 def can_accept(actor: Actor, consultation: Consultation) -> bool:
     return (
         actor.role is Role.SPECIALIST

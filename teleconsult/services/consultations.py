@@ -71,32 +71,36 @@ class ConsultationService:
             patient = await tx.get(PatientRow, patient_id)
             if patient is None:
                 raise NotFound("no such patient")
-            if await tx.get(SpecialtyRow, specialty) is None:
+            allowed = await repo.may_view_record(tx, actor, patient)
+            if allowed and await tx.get(SpecialtyRow, specialty) is None:
                 raise ValidationFailed("unknown specialty", field="specialty")
-            row = ConsultationRow(
-                patient_id=patient_id,
-                requesting_facility_id=actor.facility_id,
-                requested_by_user_id=actor.user_id,
-                specialty=specialty,
-                urgency=parsed_urgency.value,
-                summary=clean_summary,
-                status=Status.REQUESTED.value,
-                created_at=now,
-            )
-            tx.add(row)
-            await tx.flush()
-            repo.audit(
-                tx,
-                at=now,
-                actor_user_id=actor.user_id,
-                action="consultation.create",
-                entity_type="consultation",
-                entity_id=row.id,
-                patient_id=patient_id,
-                outcome="success",
-                source=source,
-            )
-            card = await self._card(tx, row)
+            if allowed:
+                row = ConsultationRow(
+                    patient_id=patient_id,
+                    requesting_facility_id=actor.facility_id,
+                    requested_by_user_id=actor.user_id,
+                    specialty=specialty,
+                    urgency=parsed_urgency.value,
+                    summary=clean_summary,
+                    status=Status.REQUESTED.value,
+                    created_at=now,
+                )
+                tx.add(row)
+                await tx.flush()
+                repo.audit(
+                    tx,
+                    at=now,
+                    actor_user_id=actor.user_id,
+                    action="consultation.create",
+                    entity_type="consultation",
+                    entity_id=row.id,
+                    patient_id=patient_id,
+                    outcome="success",
+                    source=source,
+                )
+                card = await self._card(tx, row)
+        if not allowed:
+            await self._deny(actor, "consultation.create", None, patient_id, source)
         await self._notify_changed(card)
         return card.consultation
 
@@ -161,10 +165,10 @@ class ConsultationService:
         async with self._db.transaction() as tx:
             row = await self._load(tx, consultation_id)
             consultation = repo.to_consultation(row)
-            if consultation.status not in OPEN_STATUSES:
-                raise Conflict("this request has already been taken or closed")
-            if not access.can_accept(actor, consultation):
+            if not access.is_eligible_specialist(actor, consultation):
                 denied = True
+            elif consultation.status not in OPEN_STATUSES:
+                raise Conflict("this request has already been taken or closed")
             else:
                 denied = False
                 won = await repo.transition_consultation(
@@ -326,16 +330,18 @@ class ConsultationService:
         now = self._clock.now()
         async with self._db.transaction() as tx:
             row = await self._load(tx, consultation_id)
+            same_note = select(CaseNoteRow).where(
+                CaseNoteRow.consultation_id == consultation_id,
+                CaseNoteRow.author_user_id == actor.user_id,
+                CaseNoteRow.client_id == client_id,
+            )
+            # The author's own resend is answered with the saved note even after the room closed: its first
+            # acknowledgement may have been lost just before the specialist ended the consultation.
+            existing = (await tx.execute(same_note)).scalar_one_or_none()
+            if existing is not None:
+                return self._note(existing, actor.display_name), False
             allowed = access.can_write_note(actor, repo.to_consultation(row))
             if allowed:
-                same_note = select(CaseNoteRow).where(
-                    CaseNoteRow.consultation_id == consultation_id,
-                    CaseNoteRow.author_user_id == actor.user_id,
-                    CaseNoteRow.client_id == client_id,
-                )
-                existing = (await tx.execute(same_note)).scalar_one_or_none()
-                if existing is not None:
-                    return self._note(existing, actor.display_name), False
                 note_row = CaseNoteRow(
                     consultation_id=consultation_id,
                     author_user_id=actor.user_id,

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from teleconsult.domain import access
 from teleconsult.domain.consultation import CaseNote, Consultation, Outcome, Participation, Status, Urgency
 from teleconsult.domain.patients import Patient, Sex
 from teleconsult.domain.people import Actor, Facility, FacilityLevel, Role
@@ -174,4 +175,29 @@ def audit(
             outcome=outcome,
             detail=detail[:200],
         )
+    )
+
+
+async def may_view_record(session: AsyncSession, actor: Actor, patient: PatientRow) -> bool:
+    """Apply the record access policy to the facts stored about ``patient``."""
+    consultations = (
+        await session.execute(
+            select(ConsultationRow.requesting_facility_id, ConsultationRow.specialist_user_id).where(
+                ConsultationRow.patient_id == patient.id
+            )
+        )
+    ).all()
+    participant_ids = set(
+        (
+            await session.execute(
+                select(ParticipationRow.user_id).join(ConsultationRow).where(ConsultationRow.patient_id == patient.id)
+            )
+        ).scalars()
+    )
+    return access.can_view_record(
+        actor,
+        registered_by_facility_id=patient.registered_by_facility_id,
+        requesting_facility_ids=[c.requesting_facility_id for c in consultations],
+        specialist_ids=[c.specialist_user_id for c in consultations if c.specialist_user_id],
+        participant_ids=participant_ids,
     )

@@ -505,3 +505,36 @@ async def test_audit_detail_never_holds_the_patients_name_or_cccd(services: Serv
         text = f"{event.detail} {event.entity_id} {event.source}".lower()
         for needle in forbidden:
             assert needle and needle.lower() not in text, (event.action, event.detail)
+
+
+async def test_a_clinician_cannot_request_for_a_patient_of_another_station(services: Services, world: World) -> None:
+    with pytest.raises(PermissionDenied):
+        await services.consultations.request(
+            world.clin_b, world.patient.id, "cardiology", "urgent", SUMMARY, source="t"
+        )
+    assert await count(services, ConsultationRow) == 0
+    denied = await audit_rows(services, action="consultation.create")
+    assert [(r.outcome, r.actor_user_id) for r in denied] == [("denied", world.clin_b.user_id)]
+
+
+async def test_a_note_resent_after_closing_returns_the_saved_note(services: Services, world: World) -> None:
+    cid = await in_progress(services, world)
+    note, created = await services.consultations.add_note(world.clin_a, cid, "HR 52", "late-ack-0001", source="t")
+    await services.consultations.close(
+        world.spec_cardio, cid, "Beta-blocker stop.", "I49.5", "treat_locally", source="t"
+    )
+    again, created_again = await services.consultations.add_note(
+        world.clin_a, cid, "HR 52", "late-ack-0001", source="t"
+    )
+    assert created and not created_again and again.id == note.id
+    with pytest.raises(PermissionDenied):
+        await services.consultations.add_note(world.clin_a, cid, "new after close", "late-new-0001", source="t")
+
+
+async def test_an_ineligible_accept_of_a_taken_request_is_denied_and_audited(services: Services, world: World) -> None:
+    cid = await request_cardiology(services, world)
+    await services.consultations.accept(world.spec_cardio, cid, source="t")
+    with pytest.raises(PermissionDenied):
+        await services.consultations.accept(world.spec_neuro, cid, source="t")
+    denied = [r for r in await audit_rows(services, action="consultation.accept") if r.outcome == "denied"]
+    assert [r.actor_user_id for r in denied] == [world.spec_neuro.user_id]
