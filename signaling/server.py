@@ -27,6 +27,9 @@ from teleconsult.settings import Settings
 log = logging.getLogger(__name__)
 
 
+OVERSIGHT = "oversight"
+
+
 def room_of(consultation_id: int) -> str:
     return f"consultation:{consultation_id}"
 
@@ -106,7 +109,9 @@ class SignalingServer:
         try:
             session = await self._services.auth.resolve(token or "")
         except Unauthenticated as exc:
-            raise socketio.exceptions.ConnectionRefusedError({"code": exc.code, "message": exc.message}) from None
+            raise socketio.exceptions.ConnectionRefusedError(
+                exc.code, {"code": exc.code, "message": exc.message}
+            ) from None
         actor = session.actor
         await self.sio.save_session(sid, {"token": token, "actor": actor, "source": _source(environ)})
         self._buckets[sid] = TokenBucket(self._settings.events_per_second, self._settings.events_burst)
@@ -115,6 +120,8 @@ class SignalingServer:
             await self.sio.enter_room(sid, f"facility:{actor.facility_id}")
         if actor.role is Role.SPECIALIST and actor.specialty:
             await self.sio.enter_room(sid, f"specialty:{actor.specialty}")
+        if actor.role in (Role.COORDINATOR, Role.ADMIN):
+            await self.sio.enter_room(sid, OVERSIGHT)
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         self._buckets.pop(sid, None)
@@ -267,6 +274,11 @@ class SignalingServer:
         payload = ev.wire(ev.ConsultationUpdated(consultation=consultation_out(card)))
         for room in (f"specialty:{c.specialty}", f"facility:{c.requesting_facility_id}", room_of(c.id)):
             await self.sio.emit("consultation.updated", payload, room=room)
+        # Oversight sees the queue, not who the patient is.
+        redacted = consultation_out(card).model_copy(update={"patient_name": "", "patient_age": 0, "summary": ""})
+        await self.sio.emit(
+            "consultation.updated", ev.wire(ev.ConsultationUpdated(consultation=redacted)), room=OVERSIGHT
+        )
         if c.status in TERMINAL_STATUSES:
             closed = ev.RoomClosed(consultation_id=c.id, status=c.status.value)
             await self.sio.emit("room.closed", ev.wire(closed), room=room_of(c.id))

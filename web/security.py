@@ -51,13 +51,14 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Resolve the session (cookie for browsers, bearer token for API clients) and the language."""
     settings = request.app[SETTINGS]
     auth: AuthSession | None = None
-    expired = False
+    expired = rejected = False
     token = bearer_token(request) or request.cookies.get(settings.session_cookie_name)
-    if token and not request.path.startswith("/static/"):
+    if token and not request.path.startswith(("/static/", "/vendor/")):
         try:
             auth = await request.app[SERVICES].auth.resolve(token)
         except Unauthenticated as exc:
             expired = "expired" in exc.message
+            rejected = True
     request[AUTH] = auth
     request[SESSION_EXPIRED] = expired
     locale = (
@@ -67,7 +68,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     )
     i18n.set_locale(locale if locale in i18n.LOCALES else settings.default_locale)
     response = await handler(request)
-    if token and auth is None and not bearer_token(request):
+    if rejected and not bearer_token(request):
         response.del_cookie(settings.session_cookie_name, path="/")
     return response
 

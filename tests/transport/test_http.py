@@ -238,3 +238,21 @@ async def test_api_rejects_bad_input_clearly(live: Live) -> None:
             assert resp.status == 400 and (await resp.json())["error"]["field"] == "urgency"
     status, listing = await live.api("GET", "/api/v1/consultations?filter=mine", token)
     assert status == 200 and listing["consultations"] == []
+
+
+async def test_loading_static_files_keeps_the_session(live: Live) -> None:
+    http = await browser_login(live, "clinician")
+    async with http:
+        for path in ("/static/css/app.css", "/static/js/room.js", "/vendor/socket.io/socket.io.esm.min.js"):
+            async with http.get(f"{live.url}{path}") as resp:
+                assert resp.status == 200 and "tc_session" not in resp.cookies, path
+        async with http.get(f"{live.url}/dashboard", allow_redirects=False) as resp:
+            assert resp.status == 200
+
+
+async def test_a_dead_session_cookie_is_cleared(live: Live) -> None:
+    async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+        http.cookie_jar.update_cookies({"tc_session": "stale"}, response_url=live.server.make_url("/"))
+        async with http.get(f"{live.url}/dashboard", allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert resp.cookies["tc_session"].value == ""
