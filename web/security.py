@@ -67,7 +67,12 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         or i18n.negotiate(request.headers.get("Accept-Language", ""), settings.default_locale)
     )
     i18n.set_locale(locale if locale in i18n.LOCALES else settings.default_locale)
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if rejected and not bearer_token(request):
+            exc.del_cookie(settings.session_cookie_name, path="/")
+        raise
     if rejected and not bearer_token(request):
         response.del_cookie(settings.session_cookie_name, path="/")
     return response
