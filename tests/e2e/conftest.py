@@ -109,6 +109,30 @@ def start_server(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Ser
     raise AssertionError(f"server did not answer /healthz: {log.read_text()}")
 
 
+def start_again(server: Server) -> Server:
+    """Start a server whose process has died again, on the same port and database."""
+    assert server.process.poll() is not None, "stop or kill the server first"
+    port = server.url.rsplit(":", 1)[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "teleconsult.cli", "serve", "--port", port],
+        env=server.env,
+        stdout=server.log.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    restarted = Server(server.url, server.env, process, server.log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{server.url}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return restarted
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"server did not come back: {server.log.read_text()}")
+
+
 def stop_server(server: Server) -> None:
     server.process.terminate()
     try:
