@@ -34,7 +34,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> Any:
     from web.app import create_app
     from web.keys import LIVE_STATS
 
-    db = Database(create_engine(settings.database_url, settings.database_schema))
+    db = Database(create_engine(settings.effective_database_url(), settings.database_schema))
     services = build_services(settings, db, clock or SystemClock())
     app = create_app(services, settings)
     signaling = SignalingServer(services, settings, instance_id=secrets.token_hex(4))
@@ -57,7 +57,7 @@ def build_app(settings: Settings, clock: Clock | None = None) -> Any:
 
 
 def _services(settings: Settings) -> tuple[Services, Database]:
-    db = Database(create_engine(settings.database_url, settings.database_schema))
+    db = Database(create_engine(settings.effective_database_url(), settings.database_schema))
     return build_services(settings, db, SystemClock()), db
 
 
@@ -83,7 +83,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    migrate(settings.database_url, settings.database_schema)
+    migrate(settings.effective_database_url(), settings.database_schema)
     print("database is up to date")
     return 0
 

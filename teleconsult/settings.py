@@ -1,16 +1,16 @@
 """The one typed Settings object, read from ``TELECONSULT_*`` environment variables.
 
-Secrets come from the environment or from a file named by ``TELECONSULT_SECRET_KEY_FILE``; none is
+The database password may come from a file (``TELECONSULT_DATABASE_PASSWORD_FILE``); no secret is
 hard-coded. Every limit the transports enforce lives here, not as a literal in a handler.
 """
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine.url import make_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +33,8 @@ class Settings(BaseSettings):
     port: int = 8080
     static_dir: Path = PROJECT_ROOT / "static"
     node_modules_dir: Path = PROJECT_ROOT / "node_modules"
-    # Secrets: signing of the calendar/CSRF material. From env, else from a file, else random per process.
-    secret_key: str | None = None
-    secret_key_file: Path | None = None
+    # The database password may live in a file (a container secret) rather than in the URL.
+    database_password_file: Path | None = None
     cookie_secure: bool = False
     session_cookie_name: str = "tc_session"
 
@@ -71,12 +70,13 @@ class Settings(BaseSettings):
             raise ValueError("default_locale must be 'vi' or 'en'")
         return value
 
-    def resolved_secret_key(self) -> str:
-        if self.secret_key:
-            return self.secret_key
-        if self.secret_key_file:
-            return self.secret_key_file.read_text().strip()
-        return secrets.token_urlsafe(32)
+    def effective_database_url(self) -> str:
+        """The database URL, with the password from ``database_password_file`` when one is given."""
+        if not self.database_password_file:
+            return self.database_url
+        password = self.database_password_file.read_text().strip()
+        url = make_url(self.database_url).set(password=password)
+        return url.render_as_string(hide_password=False)
 
     @property
     def is_sqlite(self) -> bool:

@@ -72,7 +72,6 @@ def start_server(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Ser
         **os.environ,
         "TELECONSULT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/e2e.sqlite3",
         "TELECONSULT_PORT": str(port),
-        "TELECONSULT_SECRET_KEY": "e2e-secret",
         **(extra_env or {}),
     }
     env.pop("TELECONSULT_REDIS_URL", None)
