@@ -48,13 +48,17 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
-def _render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
+async def _render(request: web.Request, template: str, context: dict[str, Any], status: int = 200) -> web.Response:
     auth: AuthSession | None = request.get(AUTH)
     base = {
         "actor": auth.actor if auth else None,
         "csrf_token": auth.csrf_token if auth else "",
         "locale": i18n.current_locale(),
         "path": request.path_qs,
+        "specialty_names": {
+            code: (name_vi if i18n.current_locale() == "vi" else name_en)
+            for code, name_en, name_vi in await request.app[SERVICES].directory.specialties()
+        },
         "today": to_local(request.app[SERVICES].clock.now(), request.app[SETTINGS].display_timezone).date(),
     }
     base.update(context)
@@ -71,10 +75,10 @@ def _int(value: str, name: str = "id") -> int:
     return number
 
 
-def error_page(request: web.Request, exc: DomainError) -> web.Response:
+async def error_page(request: web.Request, exc: DomainError) -> web.Response:
     status = {NotFound: 404, PermissionDenied: 403, Conflict: 409, ValidationFailed: 400}.get(type(exc), 400)
     titles = {404: _("Not found"), 403: _("Access denied"), 409: _("Already changed"), 400: _("Invalid request")}
-    return _render(request, "error.html", {"title": titles[status], "message": exc.message}, status=status)
+    return await _render(request, "error.html", {"title": titles[status], "message": exc.message}, status=status)
 
 
 # -- login / logout / language --------------------------------------------------------------------------------
@@ -89,13 +93,13 @@ async def index(request: web.Request) -> web.Response:
 async def login_form(request: web.Request) -> web.Response:
     if request.get(AUTH):
         raise web.HTTPSeeOther("/dashboard")
-    return _login_page(request, error=None, status=200)
+    return await _login_page(request, error=None, status=200)
 
 
-def _login_page(request: web.Request, error: str | None, status: int, username: str = "") -> web.Response:
+async def _login_page(request: web.Request, error: str | None, status: int, username: str = "") -> web.Response:
     token = new_login_csrf()
     notice = _("Your session has expired; please log in again.") if request.query.get("expired") else None
-    response = _render(
+    response = await _render(
         request,
         "login.html",
         {
@@ -123,13 +127,13 @@ async def login_submit(request: web.Request) -> web.Response:
     form = await request.post()
     username = str(form.get("username", ""))[:64]
     if not check_login_csrf(request, str(form.get("csrf_token", ""))):
-        return _login_page(request, _("The form expired; please try again."), 400, username)
+        return await _login_page(request, _("The form expired; please try again."), 400, username)
     try:
         issued = await request.app[SERVICES].auth.login(
             username, str(form.get("password", "")), source=client_source(request)
         )
     except DomainError:
-        return _login_page(request, _("Wrong username or password."), 401, username)
+        return await _login_page(request, _("Wrong username or password."), 401, username)
     settings = request.app[SETTINGS]
     response = web.HTTPSeeOther(_safe_next(str(form.get("next", ""))))
     response.set_cookie(
@@ -181,15 +185,15 @@ async def dashboard(request: web.Request) -> web.Response:
     if actor.role is Role.SPECIALIST:
         context["open_requests"] = await services.consultations.open_requests(actor)
         context["mine"] = await services.consultations.active_for(actor)
-        return _render(request, "dashboard_specialist.html", context)
+        return await _render(request, "dashboard_specialist.html", context)
     if actor.role is Role.CLINICIAN:
         context["mine"] = await services.consultations.active_for(actor)
-        return _render(request, "dashboard_clinician.html", context)
+        return await _render(request, "dashboard_clinician.html", context)
     if actor.role is Role.COORDINATOR:
         context["active"] = await services.consultations.active_for(actor)
-        return _render(request, "dashboard_coordinator.html", context)
+        return await _render(request, "dashboard_coordinator.html", context)
     context["overview"] = await services.directory.overview(actor)
-    return _render(request, "dashboard_admin.html", context)
+    return await _render(request, "dashboard_admin.html", context)
 
 
 def _notice(code: str | None) -> str | None:
@@ -214,14 +218,14 @@ async def patient_search(request: web.Request) -> web.Response:
         except ValidationFailed as exc:
             error = exc.message
         except DomainError as exc:
-            return error_page(request, exc)
-    return _render(request, "patients_search.html", {"q": query, "results": results, "error": error})
+            return await error_page(request, exc)
+    return await _render(request, "patients_search.html", {"q": query, "results": results, "error": error})
 
 
 @routes.get("/patients/new")
 async def patient_new(request: web.Request) -> web.Response:
     _auth(request)
-    return _render(request, "patient_new.html", {"form": {}, "error": None})
+    return await _render(request, "patient_new.html", {"form": {}, "error": None})
 
 
 @routes.post("/patients/new")
@@ -248,9 +252,9 @@ async def patient_create(request: web.Request) -> web.Response:
         )
         patient = await request.app[SERVICES].patients.register(auth.actor, draft, source=client_source(request))
     except (ValidationFailed, Conflict) as exc:
-        return _render(request, "patient_new.html", {"form": form, "error": exc.message}, status=400)
+        return await _render(request, "patient_new.html", {"form": form, "error": exc.message}, status=400)
     except DomainError as exc:
-        return error_page(request, exc)
+        return await error_page(request, exc)
     raise web.HTTPSeeOther(f"/patients/{patient.id}")
 
 
@@ -262,8 +266,10 @@ async def patient_record(request: web.Request) -> web.Response:
             auth.actor, _int(request.match_info["patient_id"]), source=client_source(request)
         )
     except DomainError as exc:
-        return error_page(request, exc)
-    return _render(request, "patient_record.html", {"record": record, "notice": _notice(request.query.get("notice"))})
+        return await error_page(request, exc)
+    return await _render(
+        request, "patient_record.html", {"record": record, "notice": _notice(request.query.get("notice"))}
+    )
 
 
 # -- consultations ------------------------------------------------------------------------------------------
@@ -278,8 +284,8 @@ async def consultation_new(request: web.Request) -> web.Response:
             auth.actor, _int(request.match_info["patient_id"]), source=client_source(request)
         )
     except DomainError as exc:
-        return error_page(request, exc)
-    return _render(
+        return await error_page(request, exc)
+    return await _render(
         request,
         "consultation_new.html",
         {"patient": patient, "specialties": await services.directory.specialties(), "form": {}, "error": None},
@@ -303,7 +309,7 @@ async def consultation_create(request: web.Request) -> web.Response:
             source=client_source(request),
         )
     except ValidationFailed as exc:
-        return _render(
+        return await _render(
             request,
             "consultation_new.html",
             {
@@ -315,7 +321,7 @@ async def consultation_create(request: web.Request) -> web.Response:
             status=400,
         )
     except DomainError as exc:
-        return error_page(request, exc)
+        return await error_page(request, exc)
     raise web.HTTPSeeOther(f"/consultations/{consultation.id}/room")
 
 
@@ -328,7 +334,7 @@ async def consultation_accept(request: web.Request) -> web.Response:
     except Conflict:
         raise web.HTTPSeeOther("/dashboard?notice=taken") from None
     except DomainError as exc:
-        return error_page(request, exc)
+        return await error_page(request, exc)
     raise web.HTTPSeeOther(f"/consultations/{cid}/room")
 
 
@@ -339,7 +345,7 @@ async def consultation_cancel(request: web.Request) -> web.Response:
     try:
         await request.app[SERVICES].consultations.cancel(auth.actor, cid, source=client_source(request))
     except DomainError as exc:
-        return error_page(request, exc)
+        return await error_page(request, exc)
     raise web.HTTPSeeOther("/dashboard?notice=cancelled")
 
 
@@ -352,8 +358,8 @@ async def consultation_room(request: web.Request) -> web.Response:
             auth.actor, cid, source=client_source(request)
         )
     except DomainError as exc:
-        return error_page(request, exc)
-    return _render(
+        return await error_page(request, exc)
+    return await _render(
         request,
         "room.html",
         {
@@ -391,13 +397,13 @@ async def consultation_close(request: web.Request) -> web.Response:
         try:
             card, patient, notes = await services.consultations.room(auth.actor, cid, source=client_source(request))
         except DomainError as inner:
-            return error_page(request, inner)
-        return _render(
+            return await error_page(request, inner)
+        return await _render(
             request,
             "room.html",
             {"card": card, "patient": patient, "notes": notes, "can_close": True, "error": exc.message, "form": form},
             status=400,
         )
     except DomainError as exc:
-        return error_page(request, exc)
+        return await error_page(request, exc)
     raise web.HTTPSeeOther(f"/patients/{consultation.patient_id}?notice=closed")

@@ -1170,7 +1170,7 @@ function startRoom(root) {
         warn("setConfiguration:", err && err.message);
       }
     }
-    if (ack.status) root.dataset.status = ack.status;
+    if (ack.status) showStatus(ack.status);
     if (ack.status && TERMINAL_STATUSES.has(ack.status)) {
       state.joined = true; // so that roomClosed says goodbye to the server
       reconcileNotes(ack.notes);
@@ -1219,7 +1219,16 @@ function startRoom(root) {
   function onConsultationUpdated(msg) {
     const c = msg && msg.consultation;
     if (!c || Number(c.id) !== state.cid) return;
-    root.dataset.status = c.status;
+    showStatus(c.status);
+  }
+
+  /** The consultation's state in the patient banner, kept current as it changes (accepted, started). */
+  function showStatus(status) {
+    root.dataset.status = status;
+    const label = document.getElementById("room-status");
+    if (label) label.textContent = t(`status_${status}`);
+    const cancel = document.getElementById("cancel-request");
+    if (cancel && !["requested", "offered"].includes(status)) cancel.closest("section").hidden = true;
   }
 
   // ==========================================================================================================
