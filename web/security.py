@@ -113,8 +113,8 @@ def _decorate(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
-    if not request.path.startswith("/static/"):
-        # Pages and API answers carry patient data: never cache them.
+    if not request.path.startswith(("/static/", "/vendor/")):
+        # Pages and API answers carry patient data: never cache them. Scripts and styles may be cached.
         response.headers.setdefault("Cache-Control", "no-store")
 
 
