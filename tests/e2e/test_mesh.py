@@ -71,9 +71,9 @@ async def test_three_participants_see_each_other_and_audio_only_stops_video(brow
 
         clinician, specialist, _ = pages
         await clinician.click("#btn-mute")
-        assert await clinician.locator("#btn-mute").get_attribute("aria-pressed") == "true"
+        await clinician.locator("#btn-mute[aria-pressed='true']").wait_for()
         await clinician.click("#btn-audio-only")
-        assert await clinician.locator("#btn-audio-only").get_attribute("aria-pressed") == "true"
+        await clinician.locator("#btn-audio-only[aria-pressed='true']").wait_for()  # the switch is asynchronous
         # The others stop receiving her picture but still have the third participant's.
         await asyncio.gather(playing(specialist, 1), playing(nurse, 1))
         await clinician.click("#btn-audio-only")
