@@ -24,7 +24,7 @@ class _Model(BaseModel):
 class ErrorBody(_Model):
     code: str = Field(
         description="machine-readable: invalid, unauthenticated, forbidden, not_found, conflict, "
-        "room_full, rate_limited, too_large, internal"
+        "room_full, rate_limited, too_large, unavailable (retry later), internal"
     )
     message: str
 
@@ -86,6 +86,46 @@ class ConsultationOut(_Model):
     created_at: str
 
 
+class SignalOut(_Model):
+    name: str = Field(description="as the source named it, e.g. MLII, ii, PLETH")
+    label: str = Field(description="as a clinician reads it, e.g. II, aVR")
+    kind: str = Field(description="ecg, pleth, abp, resp or other")
+    units: str
+    gain: float = Field(description="digital units per physical unit")
+    baseline: int = Field(description="digital value of physical zero")
+
+
+class StreamOut(_Model):
+    id: int
+    consultation_id: int | None
+    label: str
+    sample_rate: float = Field(description="Hz")
+    signals: list[SignalOut]
+    started_at: str = Field(description="ISO 8601, UTC")
+    active: bool
+    next_sample: int = Field(description="samples stored so far per signal")
+
+
+class VitalOut(_Model):
+    id: int
+    consultation_id: int | None
+    kind: str = Field(description="hr, spo2, bp, rr or temp")
+    value: float
+    value2: float | None = Field(default=None, description="diastolic, for bp")
+    unit: str = Field(description="UCUM: /min, %, mm[Hg], Cel")
+    observed_at: str = Field(description="ISO 8601, UTC")
+    source: str = Field(description="manual or device")
+    recorded_by_name: str
+    client_id: str
+
+
+class SignalIn(_Model):
+    name: str = Field(min_length=1, max_length=32)
+    units: str = Field(min_length=1, max_length=16)
+    gain: float = Field(gt=0, le=1e9)
+    baseline: int = Field(ge=-(2**31), le=2**31 - 1)
+
+
 # --- client -> server --------------------------------------------------------------------------------------
 
 
@@ -102,6 +142,8 @@ class RoomJoinAck(Ack):
     participants: list[Peer] = Field(default_factory=list, description="the others already in the room")
     ice_servers: list[IceServer] = Field(default_factory=list)
     notes: list[NoteOut] = Field(default_factory=list, description="every saved note, oldest first")
+    streams: list[StreamOut] = Field(default_factory=list, description="the consultation's waveform streams")
+    vitals: list[VitalOut] = Field(default_factory=list, description="the consultation's vital signs, oldest first")
 
 
 class RoomLeave(_Model):
@@ -137,6 +179,71 @@ class NoteAdd(_Model):
 class NoteAddAck(Ack):
     note: NoteOut | None = None
     created: bool | None = Field(default=None, description="false when this client_id was already saved")
+
+
+class StreamOpen(_Model):
+    """A source (the device gateway, or an importer) opens a stream of monitor signals for a consultation.
+    Opening again with the same ``source_key`` resumes the same stream: the ack says which frame and sample
+    the store expects next, so the source drops what is already saved and resends the rest."""
+
+    event: Literal["stream.open"] = "stream.open"
+    consultation_id: int = Field(gt=0)
+    source_key: str = Field(pattern=r"^[A-Za-z0-9_.:-]{8,64}$")
+    label: str = Field(min_length=1, max_length=120)
+    sample_rate: float = Field(gt=0, le=20_000)
+    signals: list[SignalIn] = Field(min_length=1, max_length=64)
+
+
+class StreamOpenAck(Ack):
+    stream: StreamOut | None = None
+    next_seq: int | None = Field(default=None, description="the first frame sequence number not yet stored")
+
+
+class StreamFrame(_Model):
+    """Binary: the event's only argument is one frame as bytes (docs/waveform-format.md), not JSON.
+    Acked only once the frame is committed; a frame already stored is acked again with ``duplicate``."""
+
+    event: Literal["stream.frame"] = "stream.frame"
+
+
+class StreamFrameAck(Ack):
+    seq: int | None = None
+    duplicate: bool | None = None
+
+
+class StreamClose(_Model):
+    event: Literal["stream.close"] = "stream.close"
+    stream_id: int = Field(gt=0)
+
+
+class StreamBackfill(_Model):
+    """The last ``seconds`` of every stream of the consultation, from the store, as frames (bytes)."""
+
+    event: Literal["stream.backfill"] = "stream.backfill"
+    consultation_id: int = Field(gt=0)
+    seconds: float = Field(default=60, gt=0, le=600)
+
+
+class StreamBackfillAck(Ack):
+    streams: list[StreamOut] = Field(default_factory=list)
+    frames: list[bytes] = Field(default_factory=list, description="one frame per stream, binary")
+
+
+class VitalsAdd(_Model):
+    """A vital-sign reading, typed in or from a device. ``client_id`` makes a resend harmless."""
+
+    event: Literal["vitals.add"] = "vitals.add"
+    consultation_id: int = Field(gt=0)
+    kind: Literal["hr", "spo2", "bp", "rr", "temp"]
+    value: float
+    value2: float | None = None
+    observed_at: str | None = Field(default=None, description="ISO 8601 with offset; default: now")
+    client_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class VitalsAddAck(Ack):
+    vital: VitalOut | None = None
+    created: bool | None = None
 
 
 # --- server -> client --------------------------------------------------------------------------------------
@@ -194,12 +301,53 @@ class SessionExpired(_Model):
     message: str
 
 
+class StreamOpened(_Model):
+    event: Literal["stream.opened"] = "stream.opened"
+    stream: StreamOut
+
+
+class StreamFrameIn(_Model):
+    """Binary: one frame as bytes (docs/waveform-format.md), relayed as the source sent it, before it is
+    committed. A viewer that misses some (reconnect, Redis restart) fills the gap with ``stream.backfill``."""
+
+    event: Literal["stream.frame"] = "stream.frame"
+
+
+class StreamClosed(_Model):
+    event: Literal["stream.closed"] = "stream.closed"
+    stream_id: int
+
+
+class VitalsAdded(_Model):
+    event: Literal["vitals.added"] = "vitals.added"
+    vital: VitalOut
+
+
+class HeartRateDerived(_Model):
+    """Heart rate from R-peaks detected in the stream's first ECG lead (wfdb.processing XQRS)."""
+
+    event: Literal["stream.heart_rate"] = "stream.heart_rate"
+    stream_id: int
+    bpm: float | None = Field(description="null when no beats were found in the window")
+    lead: str
+    window_s: float
+    at_sample: int
+
+
 CLIENT_EVENTS: dict[str, tuple[type[_Model], type[Ack]]] = {
     "room.join": (RoomJoin, RoomJoinAck),
     "room.leave": (RoomLeave, Ack),
     "rtc.signal": (RtcSignal, Ack),
     "note.add": (NoteAdd, NoteAddAck),
+    "stream.open": (StreamOpen, StreamOpenAck),
+    "stream.frame": (StreamFrame, StreamFrameAck),
+    "stream.close": (StreamClose, Ack),
+    "stream.backfill": (StreamBackfill, StreamBackfillAck),
+    "vitals.add": (VitalsAdd, VitalsAddAck),
 }
+
+# Events whose payload is one binary frame rather than a JSON object.
+BINARY_EVENTS = frozenset({"stream.frame"})
 
 SERVER_EVENTS: dict[str, type[_Model]] = {
     "room.peer_joined": PeerJoined,
@@ -210,6 +358,11 @@ SERVER_EVENTS: dict[str, type[_Model]] = {
     "room.closed": RoomClosed,
     "room.replaced": RoomReplaced,
     "session.expired": SessionExpired,
+    "stream.opened": StreamOpened,
+    "stream.frame": StreamFrameIn,
+    "stream.closed": StreamClosed,
+    "vitals.added": VitalsAdded,
+    "stream.heart_rate": HeartRateDerived,
 }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -20,9 +22,13 @@ from signaling.rooms import Member, RoomRegistry, TokenBucket
 from teleconsult.domain.consultation import TERMINAL_STATUSES, CaseNote
 from teleconsult.domain.errors import DomainError, PermissionDenied, RoomFull, Unauthenticated
 from teleconsult.domain.people import Actor, Role
+from teleconsult.domain.signals import describe
+from teleconsult.domain.vitals import VitalSign
 from teleconsult.services import Services
 from teleconsult.services.notify import RequestCard
+from teleconsult.services.waveforms import StreamInfo
 from teleconsult.settings import Settings
+from teleconsult.storage.waveforms import StoredSignal
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,42 @@ def note_out(note: CaseNote) -> ev.NoteOut:
         text=note.text,
         created_at=note.created_at.isoformat(),
         client_id=note.client_id,
+    )
+
+
+def stream_out(stream: StreamInfo) -> ev.StreamOut:
+    signals = []
+    for s in stream.signals:
+        info = describe(s.name)
+        signals.append(
+            ev.SignalOut(
+                name=s.name, label=info.label, kind=info.kind.value, units=s.units, gain=s.gain, baseline=s.baseline
+            )
+        )
+    return ev.StreamOut(
+        id=stream.id,
+        consultation_id=stream.consultation_id,
+        label=stream.label,
+        sample_rate=stream.sample_rate,
+        signals=signals,
+        started_at=stream.started_at.isoformat(),
+        active=stream.ended_at is None,
+        next_sample=stream.next_sample,
+    )
+
+
+def vital_out(vital: VitalSign) -> ev.VitalOut:
+    return ev.VitalOut(
+        id=vital.id,
+        consultation_id=vital.consultation_id,
+        kind=vital.kind.value,
+        value=vital.value,
+        value2=vital.value2,
+        unit=vital.unit,
+        observed_at=vital.observed_at.isoformat(),
+        source=vital.source.value,
+        recorded_by_name=vital.recorded_by_name,
+        client_id=vital.client_id,
     )
 
 
@@ -83,17 +125,26 @@ class SignalingServer:
         )
         self.rooms = RoomRegistry()
         self._buckets: dict[str, TokenBucket] = {}
+        # Per connection, for the frame hot path (no session lookup per frame).
+        self._frame_buckets: dict[str, TokenBucket] = {}
+        self._sources: dict[str, _Source] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers = {
             "room.join": self._join,
             "room.leave": self._leave,
             "rtc.signal": self._signal,
             "note.add": self._note,
+            "stream.open": self._stream_open,
+            "stream.close": self._stream_close,
+            "stream.backfill": self._stream_backfill,
+            "vitals.add": self._vitals_add,
         }
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         for name in ev.CLIENT_EVENTS:
-            self.sio.on(name, self._dispatcher(name))
+            if name not in ev.BINARY_EVENTS:
+                self.sio.on(name, self._dispatcher(name))
+        self.sio.on("stream.frame", self._frame)
         self.sio.on("*", self._unknown)
 
     def attach(self, app: Any) -> None:
@@ -115,6 +166,8 @@ class SignalingServer:
         actor = session.actor
         await self.sio.save_session(sid, {"token": token, "actor": actor, "source": _source(environ)})
         self._buckets[sid] = TokenBucket(self._settings.events_per_second, self._settings.events_burst)
+        self._frame_buckets[sid] = TokenBucket(self._settings.frames_per_second, self._settings.frames_burst)
+        self._sources[sid] = _Source(actor.user_id, set(), asyncio.get_running_loop().time())
         await self.sio.enter_room(sid, f"user:{actor.user_id}")
         if actor.role is Role.CLINICIAN:
             await self.sio.enter_room(sid, f"facility:{actor.facility_id}")
@@ -125,6 +178,8 @@ class SignalingServer:
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
         self._buckets.pop(sid, None)
+        self._frame_buckets.pop(sid, None)
+        self._sources.pop(sid, None)
         for consultation_id in self.rooms.rooms_of(sid):
             await self._remove_member(consultation_id, sid)
 
@@ -225,6 +280,8 @@ class SignalingServer:
         else:
             status = None
         notes = await self._services.consultations.room_notes(actor, cid)
+        streams = await self._services.waveforms.streams_of_consultation(actor, cid)
+        vitals = await self._services.vitals.for_consultation(actor, cid)
         return ev.RoomJoinAck(
             ok=True,
             peer_id=sid,
@@ -232,6 +289,8 @@ class SignalingServer:
             participants=[_peer(m) for m in self.rooms.members(cid) if m.peer_id != sid],
             ice_servers=[ev.IceServer(**s.model_dump()) for s in self._settings.ice_servers],
             notes=[note_out(n) for n in notes],
+            streams=[stream_out(st) for st in streams],
+            vitals=[vital_out(v) for v in vitals],
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
 
     async def _leave(self, sid: str, session: dict[str, Any], msg: ev.RoomLeave) -> dict[str, Any]:
@@ -254,6 +313,98 @@ class SignalingServer:
             actor, msg.consultation_id, msg.text, msg.client_id, source=session["source"]
         )
         return ev.NoteAddAck(ok=True, note=note_out(note), created=created).model_dump(mode="json", exclude_none=True)
+
+    # -- monitor signals and vital signs ----------------------------------------------------------------------
+
+    async def _stream_open(self, sid: str, session: dict[str, Any], msg: ev.StreamOpen) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        signals = [StoredSignal(name=s.name, units=s.units, gain=s.gain, baseline=s.baseline) for s in msg.signals]
+        stream, next_seq = await self._services.waveforms.open_stream(
+            actor, msg.consultation_id, msg.source_key, msg.label, msg.sample_rate, signals, source=session["source"]
+        )
+        source = self._sources.get(sid)
+        if source is not None:
+            source.streams.add(stream.id)
+        ack = ev.StreamOpenAck(ok=True, stream=stream_out(stream), next_seq=next_seq)
+        return ack.model_dump(mode="json", exclude_none=True)
+
+    async def _stream_close(self, sid: str, session: dict[str, Any], msg: ev.StreamClose) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        await self._services.waveforms.close_stream(actor, msg.stream_id, source=session["source"])
+        source = self._sources.get(sid)
+        if source is not None:
+            source.streams.discard(msg.stream_id)
+        return {"ok": True}
+
+    async def _stream_backfill(self, sid: str, session: dict[str, Any], msg: ev.StreamBackfill) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        if self.rooms.member(msg.consultation_id, sid) is None:
+            raise PermissionDenied("join the room first")
+        recent = await self._services.waveforms.recent(actor, msg.consultation_id, msg.seconds)
+        return {
+            "ok": True,
+            "streams": [stream_out(st).model_dump(mode="json") for st, _ in recent],
+            "frames": [frame for _, frame in recent],
+        }
+
+    async def _vitals_add(self, sid: str, session: dict[str, Any], msg: ev.VitalsAdd) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        observed_at = None
+        if msg.observed_at is not None:
+            try:
+                observed_at = datetime.fromisoformat(msg.observed_at)
+            except ValueError:
+                return ev.error_ack("invalid", "observed_at: not an ISO 8601 time")
+        source = self._sources.get(sid)
+        vital, created = await self._services.vitals.add(
+            actor,
+            msg.consultation_id,
+            msg.kind,
+            msg.value,
+            msg.value2,
+            msg.client_id,
+            observed_at=observed_at,
+            device=bool(source and source.streams),
+            source=session["source"],
+        )
+        return ev.VitalsAddAck(ok=True, vital=vital_out(vital), created=created).model_dump(mode="json")
+
+    async def _frame(self, sid: str, data: Any = None) -> dict[str, Any]:
+        """The hot path: check, relay to the room at once, acknowledge when committed."""
+        source = self._sources.get(sid)
+        bucket = self._frame_buckets.get(sid)
+        if source is None or bucket is None:
+            return ev.error_ack("unauthenticated", "not connected")
+        if not bucket.take():
+            return ev.error_ack("rate_limited", "too many frames; slow down")
+        if not isinstance(data, bytes | bytearray):
+            return ev.error_ack("invalid", "a frame is sent as binary, one frame per event")
+        loop = asyncio.get_running_loop()
+        if loop.time() - source.checked_at > self._settings.source_recheck_s:
+            # A revoked or expired token stops a source within this interval, without a lookup per frame.
+            source.checked_at = loop.time()
+            try:
+                await self._fresh_actor(sid, await self.sio.get_session(sid))
+            except Unauthenticated as exc:
+                return ev.error_ack(exc.code, exc.message)
+        payload = bytes(data)
+        try:
+            accepted = await self._services.waveforms.accept_frame(source.user_id, source.streams, payload)
+        except DomainError as exc:
+            return ev.error_ack(exc.code, exc.message)
+        cid = accepted.stream.consultation_id
+        if accepted.relay and cid is not None:
+            await self.sio.emit("stream.frame", payload, room=room_of(cid))
+        try:
+            async with asyncio.timeout(self._settings.commit_timeout_s):
+                await asyncio.shield(accepted.committed)
+        except TimeoutError:
+            return ev.error_ack("unavailable", "not stored yet; keep the frame and send it again")
+        except DomainError as exc:
+            return ev.error_ack(exc.code, exc.message)
+        except Exception:
+            return ev.error_ack("unavailable", "the store is unavailable; keep the frame and send it again")
+        return {"ok": True, "seq": accepted.seq, "duplicate": not accepted.relay}
 
     async def _remove_member(self, consultation_id: int, sid: str) -> None:
         member = self.rooms.remove(consultation_id, sid)
@@ -287,6 +438,35 @@ class SignalingServer:
         await self.sio.emit(
             "note.added", ev.wire(ev.NoteAdded(note=note_out(note))), room=room_of(note.consultation_id)
         )
+
+    async def vital_added(self, vital: VitalSign) -> None:
+        if vital.consultation_id is not None:
+            payload = ev.wire(ev.VitalsAdded(vital=vital_out(vital)))
+            await self.sio.emit("vitals.added", payload, room=room_of(vital.consultation_id))
+
+    async def stream_opened(self, stream: StreamInfo) -> None:
+        if stream.consultation_id is not None:
+            payload = ev.wire(ev.StreamOpened(stream=stream_out(stream)))
+            await self.sio.emit("stream.opened", payload, room=room_of(stream.consultation_id))
+
+    async def stream_closed(self, stream: StreamInfo) -> None:
+        if stream.consultation_id is not None:
+            payload = ev.wire(ev.StreamClosed(stream_id=stream.id))
+            await self.sio.emit("stream.closed", payload, room=room_of(stream.consultation_id))
+
+    async def heart_rate_derived(self, stream: StreamInfo, bpm: float | None, lead: str, window_s: float) -> None:
+        if stream.consultation_id is not None:
+            derived = ev.HeartRateDerived(
+                stream_id=stream.id, bpm=bpm, lead=lead, window_s=round(window_s, 2), at_sample=stream.next_sample
+            )
+            await self.sio.emit("stream.heart_rate", ev.wire(derived), room=room_of(stream.consultation_id))
+
+
+@dataclass
+class _Source:
+    user_id: int
+    streams: set[int]
+    checked_at: float
 
 
 def _peer(member: Member) -> ev.Peer:

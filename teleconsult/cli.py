@@ -11,6 +11,7 @@ import sys
 from datetime import date
 from typing import Any
 
+from teleconsult.cli_signals import SignalsCliError, add_signal_commands
 from teleconsult.clock import Clock, SystemClock
 from teleconsult.domain.errors import DomainError
 from teleconsult.domain.patients import PatientDraft, Sex
@@ -43,12 +44,14 @@ def build_app(settings: Settings, clock: Clock | None = None) -> Any:
     app[LIVE_STATS] = lambda: {"connections": signaling.connection_count(), "rooms": signaling.rooms.room_count()}
 
     async def on_startup(_app: web.Application) -> None:
+        services.waveforms.start()
         closed = await services.consultations.close_stale_participations()
         if closed:
             log.info("closed %d room stays left open by a previous run", closed)
 
     async def on_cleanup(_app: web.Application) -> None:
         await signaling.close()
+        await services.waveforms.close()
         await db.dispose()
 
     app.on_startup.append(on_startup)
@@ -61,7 +64,7 @@ def _services(settings: Settings) -> tuple[Services, Database]:
     return build_services(settings, db, SystemClock()), db
 
 
-async def _with_services(settings: Settings, work: Any) -> Any:
+async def with_services(settings: Settings, work: Any) -> Any:
     services, db = _services(settings)
     try:
         return await work(services)
@@ -93,7 +96,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
         raise CliError("nothing to seed: pass --demo")
     from teleconsult.seed import DEMO_PASSWORD, seed_demo
 
-    logins = asyncio.run(_with_services(settings, seed_demo))
+    logins = asyncio.run(with_services(settings, seed_demo))
     print(f"Demo logins (password for all: {DEMO_PASSWORD}):")
     for username, description in logins:
         print(f"  {username:<14} {description}")
@@ -110,7 +113,7 @@ def cmd_user_add(args: argparse.Namespace, settings: Settings) -> int:
             args.username, password, args.role, args.facility, display_name=args.name, specialty=args.specialty
         )
 
-    user_id = asyncio.run(_with_services(settings, work))
+    user_id = asyncio.run(with_services(settings, work))
     print(f"user {args.username} created (id {user_id})")
     return 0
 
@@ -135,9 +138,41 @@ def cmd_patient_add(args: argparse.Namespace, settings: Settings) -> int:
         patient = await services.patients.register_as_system(draft, facility.id, source="cli")
         return patient.id
 
-    patient_id = asyncio.run(_with_services(settings, work))
+    patient_id = asyncio.run(with_services(settings, work))
     print(f"patient registered (id {patient_id})")
     return 0
+
+
+def cmd_fhir_export(args: argparse.Namespace, settings: Settings) -> int:
+    """The patient's whole record as a FHIR R4 Bundle (type collection), audited as a system export."""
+    import json
+    from pathlib import Path
+
+    base_url = args.base_url or f"http://{settings.host}:{settings.port}/fhir"
+
+    async def work(services: Services) -> dict[str, Any]:
+        patient_id = await services.fhir.patient_id_by_cccd(args.patient)
+        bundle: dict[str, Any] = await services.fhir.patient_bundle(None, patient_id, source="cli", base_url=base_url)
+        return bundle
+
+    bundle = asyncio.run(with_services(settings, work))
+    text = json.dumps(bundle, ensure_ascii=False, indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote a Bundle of {len(bundle['entry'])} resources to {args.output}")
+    else:
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.flush()
+    return 0
+
+
+def _add_fhir_commands(sub: Any) -> None:
+    fhir = sub.add_parser("fhir", help="FHIR R4 export").add_subparsers(dest="action", required=True)
+    export = fhir.add_parser("export", help="print a patient's record as a FHIR R4 Bundle (JSON)")
+    export.add_argument("--patient", required=True, metavar="CCCD", help="the patient's 12-digit citizen ID")
+    export.add_argument("--output", metavar="FILE", help="write the Bundle to FILE instead of standard output")
+    export.add_argument("--base-url", help="FHIR base of the entries' fullUrl (default: this server's /fhir)")
+    export.set_defaults(func=cmd_fhir_export)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -170,6 +205,8 @@ def parser() -> argparse.ArgumentParser:
     padd.add_argument("--province")
     padd.add_argument("--facility", default="BVTW-BM", help="registering facility code (default: the demo hub)")
     padd.set_defaults(func=cmd_patient_add)
+    _add_fhir_commands(sub)
+    add_signal_commands(sub)
     return root
 
 
@@ -183,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args, settings))
-    except (CliError, DomainError) as exc:
+    except (CliError, SignalsCliError, DomainError) as exc:
         print(f"teleconsult: {getattr(exc, 'message', str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -11,10 +12,17 @@ class Clock(Protocol):
         """The current time, timezone-aware UTC."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for intervals."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 class FakeClock:
@@ -25,6 +33,9 @@ class FakeClock:
 
     def now(self) -> datetime:
         return self._now
+
+    def monotonic(self) -> float:
+        return (self._now - datetime(2000, 1, 1, tzinfo=UTC)).total_seconds()
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     session_idle_timeout_s: int = Field(default=30 * 60, ge=60)
     session_absolute_timeout_s: int = Field(default=12 * 3600, ge=300)
     api_token_ttl_s: int = Field(default=24 * 3600, ge=60)
+    device_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
 
     # Locale.
     default_locale: str = "vi"
@@ -59,6 +60,22 @@ class Settings(BaseSettings):
     ping_timeout_s: float = Field(default=10.0, gt=0)
     auth_timeout_s: float = Field(default=10.0, gt=0)
     ice_servers: list[IceServer] = Field(default_factory=list)
+
+    # Waveforms (docs/waveform-format.md) and vital signs.
+    max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_frame_samples: int = Field(default=20_000, ge=100, description="per signal, per frame")
+    frames_per_second: float = Field(default=100.0, gt=0, description="per connection")
+    frames_burst: int = Field(default=2_000, ge=1, description="a gateway resending its outbox")
+    reorder_window_frames: int = Field(default=256, ge=0, description="frames a source may have in flight")
+    reorder_wait_s: float = Field(default=2.0, gt=0)
+    ingest_batch_frames: int = Field(default=1_000, ge=1)
+    chunk_seconds: float = Field(default=10.0, gt=0, le=600)
+    compaction_interval_s: float = Field(default=15.0, gt=0)
+    derived_hr_interval_s: float = Field(default=3.0, ge=0, description="0 turns it off")
+    derived_hr_window_s: float = Field(default=10.0, ge=3, le=60)
+    commit_timeout_s: float = Field(default=10.0, gt=0)
+    source_recheck_s: float = Field(default=30.0, gt=0, description="how often a streaming token is re-checked")
+    max_read_seconds: float = Field(default=600.0, gt=0, le=3600)
 
     # Search.
     max_search_results: int = Field(default=50, ge=1, le=500)

@@ -89,3 +89,12 @@ def can_close(actor: Actor, consultation: Consultation) -> bool:
 
 def can_cancel(actor: Actor, consultation: Consultation) -> bool:
     return actor.role is Role.CLINICIAN and actor.facility_id == consultation.requesting_facility_id
+
+
+def can_stream_signals(actor: Actor, consultation: Consultation) -> bool:
+    """A monitor gateway signs in as a clinician of the requesting facility; the bedside is theirs."""
+    return (
+        actor.role is Role.CLINICIAN
+        and actor.facility_id == consultation.requesting_facility_id
+        and consultation.status in ACTIVE_STATUSES
+    )

@@ -24,7 +24,8 @@ MAGIC = 0xEC
 VERSION = 1
 MAX_SIGNALS = 64
 MAX_ORDER = 3
-# A unary prefix this long means "escape": the remainder field then holds the whole value in ESCAPE_BITS.
+# A unary prefix this long means "escape": the remainder field is then k + ESCAPE_BITS wide and holds the
+# whole value. The block states how many escapes it has, so its exact length is known before decoding.
 ESCAPE_Q = 32
 ESCAPE_BITS = 40
 MAX_RICE_K = 30
@@ -222,6 +223,41 @@ def decode_frame(buf: bytes, max_samples: int = 1 << 24) -> WaveformFrame:
     return WaveformFrame(header=header, samples=samples)
 
 
+def check_frame(buf: bytes, max_samples: int) -> FrameHeader:
+    """Everything about a frame's shape that can be checked without decoding its samples: the header,
+    each signal's predictor and Rice parameters, one unary code per residual, and a remainder section of a
+    length those codes allow. The server runs this on every frame; full decoding happens off the hot path."""
+    header, pos = read_header(buf, max_samples)
+    r = _Reader(buf, pos)
+    partition = r.uvarint()
+    if not 1 <= partition <= 1 << 20:
+        raise FrameError("bad partition size")
+    residuals = 0
+    k_bits = 0
+    n = header.n_samples
+    for _ in range(header.n_signals):
+        order = r.u8()
+        if order > MAX_ORDER or order > n:
+            raise FrameError("bad predictor order")
+        for _ in range(order):
+            r.svarint()
+        m = n - order
+        ks = r.take(-(-m // partition))
+        if ks and max(ks) > MAX_RICE_K:
+            raise FrameError("bad Rice parameter")
+        full, last = divmod(m, partition)
+        k_bits += sum(ks) * partition - (ks[-1] * (partition - last) if last else 0)
+        residuals += m
+    unary_length = r.uvarint()
+    escapes = r.uvarint()
+    unary = r.take(unary_length)
+    if int.from_bytes(unary, "big").bit_count() != residuals or (unary and unary[-1] == 0) or escapes > residuals:
+        raise FrameError("frame length does not match its sample count")
+    if len(buf) - r.pos != -(-(k_bits + escapes * ESCAPE_BITS) // 8):
+        raise FrameError("frame length does not match its sample count")
+    return header
+
+
 def _check_header(header: FrameHeader) -> None:
     if header.stream_id < 1:
         raise FrameError("stream id must be positive")
@@ -260,10 +296,11 @@ def encode_block(samples: NDArray[np.integer], partition: int = STORE_PARTITION)
     q = u_all >> k_all
     escape = q >= ESCAPE_Q
     q = np.where(escape, ESCAPE_Q, q)
-    w = np.where(escape, ESCAPE_BITS, k_all)
+    w = np.where(escape, k_all + ESCAPE_BITS, k_all)
     rem = np.where(escape, u_all, u_all & ((np.int64(1) << k_all) - 1))
     unary = _pack_unary(q)
     _put_uvarint(out, len(unary))
+    _put_uvarint(out, int(escape.sum()))
     out += unary
     out += _pack_fixed(rem, w)
     return bytes(out)
@@ -288,10 +325,14 @@ def decode_block(buf: bytes, n: int, n_signals: int) -> NDArray[np.int64]:
         ks_per_signal.append(np.repeat(ks, partition)[:m])
     k_all = np.concatenate(ks_per_signal)
     total = k_all.size
-    unary = r.take(r.uvarint())
+    unary_length = r.uvarint()
+    escapes = r.uvarint()
+    unary = r.take(unary_length)
     q = _unpack_unary(unary, total)
     escape = q == ESCAPE_Q
-    w = np.where(escape, ESCAPE_BITS, k_all)
+    if int(escape.sum()) != escapes:
+        raise FrameError("frame's escape count does not match its codes")
+    w = np.where(escape, k_all + ESCAPE_BITS, k_all)
     rem_bytes = buf[r.pos :]
     if len(rem_bytes) != -(-int(w.sum()) // 8):
         raise FrameError("frame length does not match its sample count")

@@ -8,8 +8,11 @@ from teleconsult.clock import Clock
 from teleconsult.services.auth import AuthService
 from teleconsult.services.consultations import ConsultationService
 from teleconsult.services.directory import DirectoryService
+from teleconsult.services.fhir import FhirService
 from teleconsult.services.notify import Notifier, NullNotifier
 from teleconsult.services.patients import PatientService
+from teleconsult.services.vitals import VitalsService
+from teleconsult.services.waveforms import WaveformService
 from teleconsult.settings import Settings
 from teleconsult.storage.db import Database
 
@@ -23,12 +26,18 @@ class Services:
     directory: DirectoryService
     patients: PatientService
     consultations: ConsultationService
+    fhir: FhirService
+    vitals: VitalsService
+    waveforms: WaveformService
 
     def set_notifier(self, notifier: Notifier) -> None:
         self.consultations.notifier = notifier
+        self.vitals.notifier = notifier
+        self.waveforms.notifier = notifier
 
 
 def build_services(settings: Settings, db: Database, clock: Clock, notifier: Notifier | None = None) -> Services:
+    notifier = notifier or NullNotifier()
     return Services(
         settings=settings,
         db=db,
@@ -36,5 +45,8 @@ def build_services(settings: Settings, db: Database, clock: Clock, notifier: Not
         auth=AuthService(db, clock, settings),
         directory=DirectoryService(db, clock),
         patients=PatientService(db, clock, settings),
-        consultations=ConsultationService(db, clock, settings, notifier or NullNotifier()),
+        consultations=ConsultationService(db, clock, settings, notifier),
+        fhir=FhirService(db, clock, settings),
+        vitals=VitalsService(db, clock, settings, notifier),
+        waveforms=WaveformService(db, clock, settings, notifier),
     )

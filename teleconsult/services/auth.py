@@ -108,6 +108,42 @@ class AuthService:
         assert actor is not None
         return IssuedSession(token, AuthSession(actor, row.token_hash, row.csrf_token, kind), ttl)
 
+    async def issue_device_token(self, username: str, ttl_s: int, *, source: str) -> IssuedSession:
+        """A long-lived token for a bedside gateway, issued by an operator on the command line for the
+        clinician the device streams for. It is revoked like any session (logout or an admin)."""
+        now = self._clock.now()
+        async with self._db.transaction() as tx:
+            user = (
+                await tx.execute(select(UserRow).where(UserRow.username == username.strip().lower()[:64]))
+            ).scalar_one_or_none()
+            if user is None or not user.active:
+                raise ValidationFailed("no active user with that username", field="username")
+            token = secrets.token_urlsafe(32)
+            row = SessionRow(
+                token_hash=_digest(token),
+                user_id=user.id,
+                kind="device",
+                csrf_token=secrets.token_urlsafe(24),
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + timedelta(seconds=ttl_s),
+                source_ip=source[:64],
+            )
+            tx.add(row)
+            repo.audit(
+                tx,
+                at=now,
+                actor_user_id=user.id,
+                action="auth.device_token",
+                entity_type="user",
+                entity_id=user.id,
+                outcome="success",
+                source=source,
+            )
+            actor = await repo.actor_for_user(tx, user.id)
+        assert actor is not None
+        return IssuedSession(token, AuthSession(actor, row.token_hash, row.csrf_token, "device"), ttl_s)
+
     async def resolve(self, token: str) -> AuthSession:
         """The live session for a token, sliding its idle deadline; Unauthenticated when expired or revoked."""
         if not token or len(token) > 128:

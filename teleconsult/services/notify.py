@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from teleconsult.domain.consultation import CaseNote, Consultation
+from teleconsult.domain.vitals import VitalSign
+
+if TYPE_CHECKING:
+    from teleconsult.services.waveforms import StreamInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,14 @@ class Notifier(Protocol):
 
     async def note_added(self, note: CaseNote) -> None: ...
 
+    async def vital_added(self, vital: VitalSign) -> None: ...
+
+    async def stream_opened(self, stream: StreamInfo) -> None: ...
+
+    async def stream_closed(self, stream: StreamInfo) -> None: ...
+
+    async def heart_rate_derived(self, stream: StreamInfo, bpm: float | None, lead: str, window_s: float) -> None: ...
+
 
 class NullNotifier:
     """For the CLI and for services used without a live transport."""
@@ -35,4 +47,16 @@ class NullNotifier:
         return None
 
     async def note_added(self, note: CaseNote) -> None:
+        return None
+
+    async def vital_added(self, vital: VitalSign) -> None:
+        return None
+
+    async def stream_opened(self, stream: StreamInfo) -> None:
+        return None
+
+    async def stream_closed(self, stream: StreamInfo) -> None:
+        return None
+
+    async def heart_rate_derived(self, stream: StreamInfo, bpm: float | None, lead: str, window_s: float) -> None:
         return None

@@ -6,12 +6,15 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -173,3 +176,74 @@ class AuditEventRow(Base):
     source: Mapped[str] = mapped_column(String(64), default="")
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(String(200), default="")
+
+
+class WaveformStreamRow(Base):
+    """One run of monitor signals (a device playing, or an imported WFDB record) for one patient.
+
+    Committed frames are exactly seq < next_seq: the source sends in order and a gap is refused, so one
+    counter both orders the stream and recognises a resend."""
+
+    __tablename__ = "waveform_streams"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    consultation_id: Mapped[int | None] = mapped_column(ForeignKey("consultations.id"), nullable=True, index=True)
+    # None: imported by an operator with the command line, not by a signed-in user.
+    source_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    # Chosen by the source (gateway outbox, importer): opening again with the same key resumes the stream.
+    source_key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(120))
+    rate_mhz: Mapped[int] = mapped_column(BigInteger)
+    signals: Mapped[str] = mapped_column(Text)  # JSON list of {name, units, gain, baseline}
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    next_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    next_sample: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    __table_args__ = (UniqueConstraint("patient_id", "source_key", name="uq_waveform_streams_source"),)
+
+
+class WaveformFrameRow(Base):
+    """A frame as received, kept until compaction folds it into a chunk."""
+
+    __tablename__ = "waveform_frames"
+    stream_id: Mapped[int] = mapped_column(ForeignKey("waveform_streams.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    first_sample: Mapped[int] = mapped_column(BigInteger)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WaveformChunkRow(Base):
+    """Consecutive frames re-coded as one sample block (docs/waveform-format.md), headers dropped."""
+
+    __tablename__ = "waveform_chunks"
+    stream_id: Mapped[int] = mapped_column(ForeignKey("waveform_streams.id"), primary_key=True)
+    first_sample: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class VitalSignRow(Base):
+    """One vital-sign observation: typed in by a clinician or sent by a device. Blood pressure keeps the
+    systolic in ``value`` and the diastolic in ``value2``."""
+
+    __tablename__ = "vital_signs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    consultation_id: Mapped[int | None] = mapped_column(ForeignKey("consultations.id"), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float] = mapped_column(Float)
+    value2: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unit: Mapped[str] = mapped_column(String(16))
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    source: Mapped[str] = mapped_column(String(16))
+    recorded_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    stream_id: Mapped[int | None] = mapped_column(ForeignKey("waveform_streams.id"), nullable=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("patient_id", "recorded_by_user_id", "client_id", name="uq_vital_signs_client"),)
