@@ -12,7 +12,7 @@ from aiohttp import web
 from teleconsult.display import format_date, format_datetime, format_time
 from teleconsult.services import Services
 from teleconsult.settings import Settings
-from web import api, fhir, i18n, pages
+from web import api, fhir, i18n, monitor_api, pages
 from web.i18n import _
 from web.keys import LIVE_STATS, SERVICES, SETTINGS
 from web.security import csrf_middleware, headers_middleware, session_middleware
@@ -80,6 +80,7 @@ def create_app(services: Services, settings: Settings) -> web.Application:
     app.router.add_routes(pages.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(fhir.routes)
+    app.router.add_routes(monitor_api.routes)
     app.router.add_static("/static/", settings.static_dir, append_version=False)
     for prefix, package in (("/vendor/socket.io/", "socket.io-client"), ("/vendor/uplot/", "uplot")):
         vendor = settings.node_modules_dir / package / "dist"

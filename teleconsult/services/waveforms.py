@@ -382,13 +382,16 @@ class WaveformService:
 
     async def streams_of_patient(self, actor: Actor, patient_id: int, *, source: str) -> list[StreamInfo]:
         async with self._db.transaction() as tx:
-            await self._authorize_record(tx, actor, patient_id, "waveform.list", source)
-            rows = await tx.execute(
-                select(WaveformStreamRow)
-                .where(WaveformStreamRow.patient_id == patient_id)
-                .order_by(WaveformStreamRow.started_at)
-            )
-            return [_info(r) for r in rows.scalars()]
+            allowed = await self._may_read(tx, actor, patient_id, "waveform.list", source)
+            if allowed:
+                rows = await tx.execute(
+                    select(WaveformStreamRow)
+                    .where(WaveformStreamRow.patient_id == patient_id)
+                    .order_by(WaveformStreamRow.started_at)
+                )
+                return [_info(r) for r in rows.scalars()]
+        await self._deny(actor, "waveform.list", patient_id, source)
+        raise AssertionError("unreachable")
 
     async def samples(
         self, actor: Actor, stream_id: int, start: int, count: int, *, source: str
@@ -398,12 +401,16 @@ class WaveformService:
             row = await tx.get(WaveformStreamRow, stream_id)
             if row is None:
                 raise NotFound("no such stream")
-            await self._authorize_record(tx, actor, row.patient_id, "waveform.read", source)
-            info = _info(row)
-            limit = int(self._settings.max_read_seconds * info.sample_rate)
-            start = max(0, min(start, row.next_sample))
-            data = await store.read_samples(tx, row, start, min(count, limit))
-        return info, start, data
+            patient_id = row.patient_id
+            allowed = await self._may_read(tx, actor, patient_id, "waveform.read", source)
+            if allowed:
+                info = _info(row)
+                limit = int(self._settings.max_read_seconds * info.sample_rate)
+                start = max(0, min(start, row.next_sample))
+                data = await store.read_samples(tx, row, start, min(count, limit))
+                return info, start, data
+        await self._deny(actor, "waveform.read", patient_id, source)
+        raise AssertionError("unreachable")
 
     async def recent(self, actor: Actor, consultation_id: int, seconds: float) -> list[tuple[StreamInfo, bytes]]:
         """The last ``seconds`` of every stream of the consultation, one frame each, for a viewer who joins
@@ -424,13 +431,14 @@ class WaveformService:
                     out.append((_info(row), encode_frame(header, data)))
         return out
 
-    async def _authorize_record(self, tx: Any, actor: Actor, patient_id: int, action: str, source: str) -> None:
+    async def _may_read(self, tx: Any, actor: Actor, patient_id: int, action: str, source: str) -> bool:
+        """Apply the record access policy; audit a success here. A denial is audited by the caller after
+        this transaction ends (SQLite has one writer: a second transaction inside this one would wait)."""
         patient = await tx.get(PatientRow, patient_id)
         if patient is None:
             raise NotFound("no such patient")
         if not await repo.may_view_record(tx, actor, patient):
-            # The denial is kept although this transaction rolls back: _deny commits it in its own.
-            await self._deny(actor, action, patient_id, source)
+            return False
         repo.audit(
             tx,
             at=self._clock.now(),
@@ -442,6 +450,7 @@ class WaveformService:
             outcome="success",
             source=source,
         )
+        return True
 
     # -- import -----------------------------------------------------------------------------------------------
 
