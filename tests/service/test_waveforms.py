@@ -13,7 +13,7 @@ import wfdb
 
 from teleconsult.clock import FakeClock
 from teleconsult.domain.errors import Conflict, DomainError, PermissionDenied
-from teleconsult.domain.waveform import FrameError, FrameHeader, SignalScale, decode_frame, encode_frame
+from teleconsult.domain.waveform import FrameHeader, SignalScale, decode_frame, encode_frame
 from teleconsult.services import Services
 from teleconsult.services.waveforms import StreamInfo
 from teleconsult.settings import Settings
@@ -28,7 +28,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "physionet"
 RECORD = wfdb.rdrecord(str(DATA / "100"), physical=False, sampto=360 * 30)
 SIGNALS = [
     StoredSignal(name=n, units=u, gain=float(g), baseline=int(b))
-    for n, u, g, b in zip(RECORD.sig_name, RECORD.units, RECORD.adc_gain, RECORD.baseline)
+    for n, u, g, b in zip(RECORD.sig_name, RECORD.units, RECORD.adc_gain, RECORD.baseline, strict=True)
 ]
 SCALES = tuple(s.scale for s in SIGNALS)
 STEP = 72  # 200 ms at 360 Hz
@@ -234,7 +234,7 @@ async def test_an_imported_record_reads_back_exactly_and_only_for_the_record_s_r
     record = wfdb.rdrecord(str(DATA / "s0010_re"), physical=False)
     signals = [
         StoredSignal(name=n, units=u, gain=float(g), baseline=int(b))
-        for n, u, g, b in zip(record.sig_name, record.units, record.adc_gain, record.baseline)
+        for n, u, g, b in zip(record.sig_name, record.units, record.adc_gain, record.baseline, strict=True)
     ]
     stream = await services.waveforms.import_samples(
         world.patient.id, "import-s0010", "s0010_re", record.fs, signals, record.d_signal, source="t"

@@ -32,7 +32,8 @@ def _record(name: str) -> wfdb.Record:
 
 def _scales(record: wfdb.Record) -> tuple[SignalScale, ...]:
     return tuple(
-        SignalScale(float(g), int(b), str(u)) for g, b, u in zip(record.adc_gain, record.baseline, record.units)
+        SignalScale(float(g), int(b), str(u))
+        for g, b, u in zip(record.adc_gain, record.baseline, record.units, strict=True)
     )
 
 
@@ -134,7 +135,7 @@ def test_signal_names_from_different_databases_map_to_leads() -> None:
 def test_heart_rate_of_record_100_matches_its_beat_annotations() -> None:
     record = wfdb.rdrecord(str(DATA / "100"), sampto=3600)
     beats = wfdb.rdann(str(DATA / "100"), "atr", sampto=3600)
-    normal = [s for s, sym in zip(beats.sample, beats.symbol) if sym in "NLRV"]
+    normal = [s for s, sym in zip(beats.sample, beats.symbol, strict=True) if sym in "NLRV"]
     expected = 60 / np.median(np.diff(normal) / record.fs)
     bpm = derive_heart_rate(record.p_signal[:, 0], record.fs)
     assert bpm is not None and abs(bpm - expected) < 3
