@@ -106,6 +106,11 @@ async def connect(live: Live) -> AsyncIterator[Connect]:
             "room.closed",
             "room.replaced",
             "session.expired",
+            "stream.opened",
+            "stream.frame",
+            "stream.closed",
+            "vitals.added",
+            "stream.heart_rate",
         ):
             client.on(name, _recorder(peer, name))
         client.on("disconnect", _recorder(peer, "disconnect"))
