@@ -48,16 +48,19 @@ def load_record(path: str, leads: list[str] | None = None) -> Recording:
 
     record_path = str(Path(path).with_suffix("")) if path.endswith(".hea") else path
     try:
+        names = list(wfdb.rdheader(record_path).sig_name or [])
+        missing = [lead for lead in leads or [] if lead not in names]
+        if missing:
+            raise GatewayError(f"the record has no lead(s) {', '.join(missing)}; it has {', '.join(names)}")
         record = wfdb.rdrecord(record_path, physical=False, channel_names=leads or None)
+    except GatewayError:
+        raise
     except FileNotFoundError:
         raise GatewayError(f"no WFDB record at {path}") from None
     except Exception as exc:
         raise GatewayError(f"cannot read {path}: {exc}") from None
     if record.d_signal is None or record.d_signal.size == 0:
         raise GatewayError("the record has no samples (or none of the requested leads)")
-    if leads and len(record.sig_name) != len(leads):
-        missing = sorted(set(leads) - set(record.sig_name))
-        raise GatewayError(f"the record has no lead(s) {', '.join(missing)}; it has {', '.join(record.sig_name)}")
     signals = [
         {"name": str(name)[:32], "units": str(units or "NU")[:16], "gain": float(gain), "baseline": int(baseline)}
         for name, units, gain, baseline in zip(

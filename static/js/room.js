@@ -1,5 +1,6 @@
 // The consultation room: WebRTC mesh (perfect negotiation, trickle ICE) over socket.io signaling, and case
 // notes that survive a dropped link (localStorage outbox, resent after every reconnect).
+// The live monitor and vitals are in room-monitor.js; this file only calls its hooks.
 //
 // Protocol: signaling/events.py (docs/signaling.md). DOM contract: web/templates/room.html.
 
@@ -15,6 +16,7 @@ import {
   warn,
   withTimeout,
 } from "./common.js";
+import { attachMonitor } from "./room-monitor.js";
 
 const ENGLISH = {
   connecting: "Connecting…",
@@ -112,6 +114,7 @@ function startRoom(root) {
   // Created first so every function below can refer to it; it connects asynchronously, and all its
   // handlers are registered further down in this same task, before any event can arrive.
   const socket = createSocket();
+  const live = attachMonitor({ socket, cid: state.cid, userId: state.userId, onSessionExpired: () => sessionExpired() });
 
   // ==========================================================================================================
   // status, banner, participants
@@ -1085,6 +1088,7 @@ function startRoom(root) {
     const wasJoined = state.joined;
     if (!shutdown("closed")) return;
     disableNotes();
+    live.onClosed();
     // Tell the server we are out, so the record shows when we left.
     if (wasJoined) emitAck(socket, "room.leave", { consultation_id: state.cid }, ACK_MS);
     const link =
@@ -1174,6 +1178,7 @@ function startRoom(root) {
     if (ack.status && TERMINAL_STATUSES.has(ack.status)) {
       state.joined = true; // so that roomClosed says goodbye to the server
       reconcileNotes(ack.notes);
+      live.onJoined(ack);
       roomClosed(ack.status);
       return;
     }
@@ -1183,6 +1188,7 @@ function startRoom(root) {
     }
     state.joined = true;
     reconcileNotes(ack.notes);
+    live.onJoined(ack);
     // We are the newcomer: we offer to everyone already here (unless one of them beat us to it).
     for (const p of participants) {
       if (p && p.peer_id && p.peer_id !== state.myPeerId && !state.peers.has(p.peer_id)) {
@@ -1334,6 +1340,12 @@ function startRoom(root) {
     },
     outbox() {
       return readOutbox();
+    },
+    monitorStats() {
+      return live.stats();
+    },
+    vitalsOutbox() {
+      return live.outbox();
     },
     /** Force an ICE restart towards every peer (tests of the restart and glare paths). */
     restartIce() {
