@@ -168,6 +168,11 @@ class Gateway:
                 self.o.server, auth={"token": self.o.token}, transports=["websocket"], wait_timeout=10
             )
         except socketio.exceptions.ConnectionError as exc:
+            await self.sio.shutdown()
+            http = getattr(self.sio.eio, "http", None)
+            if http is not None and not http.closed:
+                await http.close()
+            self.outbox.close()
             raise GatewayError(f"cannot connect to {self.o.server}: {exc}") from None
         try:
             tasks = [asyncio.create_task(self._produce()), asyncio.create_task(self._send())]

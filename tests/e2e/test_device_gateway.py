@@ -129,23 +129,25 @@ def test_killed_server_and_killed_gateway_lose_nothing_and_store_nothing_twice(s
             second.kill()
     assert second.returncode == 0, output
     assert stream_progress(server) == (1, 192), "one stream, every frame once"
+    wrong = gateway(server, "s0010_re", cid, "not-a-token", tmp_path / "other.sqlite3")
+    output, _ = wrong.communicate(timeout=60)
+    assert wrong.returncode == 1 and "Traceback" not in output, output
     samples = asyncio.run(stored_samples(server))
     assert samples.shape == record.d_signal.shape
     assert np.array_equal(samples, record.d_signal)
 
 
-def test_the_gateway_refuses_what_it_cannot_play_in_one_line(server: Server, tmp_path: Path) -> None:
-    cid, token = consultation_with_token(server)
+def test_the_gateway_refuses_what_it_cannot_play_in_one_line(tmp_path: Path) -> None:
+    # Refused before any connection is made: no server needed.
+    offline = Server("http://127.0.0.1:9", dict(__import__("os").environ), None, tmp_path / "none.log")  # type: ignore[arg-type]
     for args, expected in (
         (["no-such-record"], "no WFDB record"),
         (["100", "--leads", "V9"], "no lead"),
         (["100", "--frame-ms", "5"], "--frame-ms"),
+        (["100"], "cannot connect"),
     ):
         record, *extra = args
-        done = gateway(server, record, cid, token, tmp_path / "o.sqlite3", *extra)
+        done = gateway(offline, record, 1, "some-token", tmp_path / "o.sqlite3", *extra)
         output, _ = done.communicate(timeout=60)
         assert done.returncode == 1, output
         assert expected in output.strip().splitlines()[-1] and "Traceback" not in output
-    wrong = gateway(server, "100", cid, "not-a-token", tmp_path / "p.sqlite3")
-    output, _ = wrong.communicate(timeout=60)
-    assert wrong.returncode == 1 and "Traceback" not in output, output
