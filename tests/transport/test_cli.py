@@ -131,3 +131,40 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
     result = run(tmp_path, "migrate", url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
     assert "Traceback" not in result.stderr and result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith("teleconsult:")
+
+
+def test_ecg_import_stores_a_record_once_and_fhir_export_returns_its_samples(seeded: Path) -> None:
+    import json
+
+    import numpy as np
+    import wfdb
+
+    record = ROOT / "tests" / "data" / "physionet" / "s0010_re"
+    imported = run(seeded, "ecg", "import", str(record), "--patient", "010190001234", "--leads", "i,ii,v1")
+    assert imported.returncode == 0, imported.stderr
+    assert "3 signals, 38400 samples each" in imported.stdout
+    again = run(seeded, "ecg", "import", str(record), "--patient", "010190001234", "--leads", "i,ii,v1")
+    assert again.stdout.split(":")[0] == imported.stdout.split(":")[0]  # the same stream, not a second one
+    exported = run(seeded, "fhir", "export", "--patient", "010190001234")
+    assert exported.returncode == 0, exported.stderr
+    bundle = json.loads(exported.stdout)
+    ecg = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation" and "component" in e["resource"]
+    ]
+    assert ecg, "the imported ECG is in the export"
+    lead_ii = [
+        int(v)
+        for obs in ecg
+        for c in obs["component"]
+        if c["code"].get("text") == "II" or any(x.get("code") == "131330" for x in c["code"].get("coding", []))
+        for v in c["valueSampledData"]["data"].split()
+    ]
+    expected = wfdb.rdrecord(str(record), physical=False, channel_names=["ii"]).d_signal[:, 0]
+    assert np.array_equal(np.array(lead_ii), expected)
+    for bad, message in (
+        (["ecg", "import", str(record), "--patient", "999999999999"], "patient"),
+        (["ecg", "import", str(seeded / "missing"), "--patient", "010190001234"], "no WFDB record"),
+    ):
+        assert message in one_line_error(run(seeded, *bad))
