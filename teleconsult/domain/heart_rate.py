@@ -12,6 +12,9 @@ MIN_BEATS = 3
 # Physiological bounds: outside them the detector has locked onto noise.
 MIN_BPM = 20.0
 MAX_BPM = 300.0
+# XQRS is tuned for the rates of the MIT-BIH recordings; at 1000 Hz (PTB) it finds nothing, so faster
+# signals are resampled to this rate first.
+DETECTION_RATE = 250.0
 
 
 def derive_heart_rate(signal_mv: NDArray[np.floating], sample_rate: float) -> float | None:
@@ -24,12 +27,17 @@ def derive_heart_rate(signal_mv: NDArray[np.floating], sample_rate: float) -> fl
     logger = logging.getLogger("wfdb")
     previous = logger.level
     logger.setLevel(logging.WARNING)
+    signal = np.asarray(signal_mv, dtype=float)
+    rate = sample_rate
     try:
-        peaks = processing.xqrs_detect(sig=np.asarray(signal_mv, dtype=float), fs=sample_rate, verbose=False)
+        if sample_rate > 400:
+            signal, _ = processing.resample_sig(signal, sample_rate, DETECTION_RATE)
+            rate = DETECTION_RATE
+        peaks = processing.xqrs_detect(sig=signal, fs=rate, verbose=False)
     finally:
         logger.setLevel(previous)
     if len(peaks) < MIN_BEATS:
         return None
-    rr = np.diff(peaks) / sample_rate
+    rr = np.diff(peaks) / rate
     bpm = 60.0 / float(np.median(rr))
     return round(bpm, 1) if MIN_BPM <= bpm <= MAX_BPM else None

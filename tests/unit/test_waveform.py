@@ -141,5 +141,11 @@ def test_heart_rate_of_record_100_matches_its_beat_annotations() -> None:
     assert bpm is not None and abs(bpm - expected) < 3
 
 
+def test_heart_rate_of_a_1000_hz_ptb_recording() -> None:
+    record = wfdb.rdrecord(str(DATA / "s0010_re"), sampto=10_000)
+    bpm = derive_heart_rate(record.p_signal[:, 0], record.fs)
+    assert bpm is not None and 76 <= bpm <= 88  # GQRS on the raw 1000 Hz signal also gives about 82
+
+
 def test_no_heart_rate_from_a_flat_line() -> None:
     assert derive_heart_rate(np.zeros(3600), 360.0) is None
