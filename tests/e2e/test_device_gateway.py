@@ -19,7 +19,7 @@ from teleconsult.seed import DEMO_PASSWORD
 from teleconsult.storage import waveforms as store
 from teleconsult.storage.db import Database, create_engine
 from teleconsult.storage.models import WaveformStreamRow
-from tests.e2e.conftest import ROOT, Server, start_again
+from tests.e2e.conftest import ROOT, Server, start_again, stop_server
 from tests.e2e.test_consultation_flow import api
 
 pytestmark = [pytest.mark.e2e]
@@ -107,32 +107,31 @@ def test_killed_server_and_killed_gateway_lose_nothing_and_store_nothing_twice(s
     outbox = tmp_path / "outbox.sqlite3"
     # Eight times real time: about five seconds of streaming, long enough to be hit twice.
     first = gateway(server, "s0010_re", cid, token, outbox, "--speed", "8")
+    restarted: Server | None = None
     try:
         wait_for_frames(server, 30)
         server.process.send_signal(signal.SIGKILL)  # as a crash would: no shutdown handlers run
         server.process.wait(10)
         time.sleep(1.0)  # the gateway keeps producing into its outbox meanwhile
-        server = start_again(server)
-        wait_for_frames(server, 90)
+        restarted = start_again(server)
+        wait_for_frames(restarted, 90)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
+        frames_before_restart = stream_progress(restarted)[1]
+        assert 90 <= frames_before_restart < 192
+        second = gateway(restarted, "s0010_re", cid, token, outbox, "--speed", "0")
+        output, _ = second.communicate(timeout=120)
+        assert second.returncode == 0, output
+        assert stream_progress(restarted) == (1, 192), "one stream, every frame once"
+        wrong = gateway(restarted, "s0010_re", cid, "not-a-token", tmp_path / "other.sqlite3")
+        output, _ = wrong.communicate(timeout=60)
+        assert wrong.returncode == 1 and "Traceback" not in output, output
+        samples = asyncio.run(stored_samples(restarted))
     finally:
         if first.poll() is None:
             first.kill()
-    frames_before_restart = stream_progress(server)[1]
-    assert 90 <= frames_before_restart < 192
-    second = gateway(server, "s0010_re", cid, token, outbox, "--speed", "0")
-    try:
-        output, _ = second.communicate(timeout=120)
-    finally:
-        if second.poll() is None:
-            second.kill()
-    assert second.returncode == 0, output
-    assert stream_progress(server) == (1, 192), "one stream, every frame once"
-    wrong = gateway(server, "s0010_re", cid, "not-a-token", tmp_path / "other.sqlite3")
-    output, _ = wrong.communicate(timeout=60)
-    assert wrong.returncode == 1 and "Traceback" not in output, output
-    samples = asyncio.run(stored_samples(server))
+        if restarted is not None:
+            stop_server(restarted)  # the fixture stops the first process, already dead
     assert samples.shape == record.d_signal.shape
     assert np.array_equal(samples, record.d_signal)
 
