@@ -53,6 +53,7 @@ UNIT_CODES: dict[str, int] = {
 }
 UNIT_NAMES = {code: name for name, code in UNIT_CODES.items()}
 UNIT_STRING = 0xFF
+_F32 = struct.Struct("<f")
 
 
 class FrameError(ValidationFailed):
@@ -191,30 +192,48 @@ def encode_frame(header: FrameHeader, samples: NDArray[np.integer], partition: i
 
 def read_header(buf: bytes, max_samples: int = 1 << 24) -> tuple[FrameHeader, int]:
     """The header and where the sample block starts. Cheap: no sample is decoded."""
-    r = _Reader(buf)
-    if r.u8() != MAGIC:
+    if len(buf) < 2:
+        raise FrameError("frame is truncated")
+    if buf[0] != MAGIC:
         raise FrameError("not a waveform frame (bad magic byte)")
-    if (version := r.u8()) != VERSION:
-        raise FrameError(f"unsupported frame version {version}")
-    stream_id, seq, first_sample, rate_mhz, n_samples = (r.uvarint() for _ in range(5))
-    n_signals = r.u8()
-    if not 1 <= n_samples <= max_samples:
-        raise FrameError(f"a frame must carry 1 to {max_samples} samples per signal")
-    scales = []
-    for _ in range(n_signals):
-        gain = r.f32()
-        baseline = r.svarint()
-        code = r.u8()
-        if code == UNIT_STRING:
-            units = r.take(r.u8()).decode("utf-8", errors="replace")
-        elif code in UNIT_NAMES:
-            units = UNIT_NAMES[code]
-        else:
-            raise FrameError(f"unknown unit code {code}")
-        scales.append(SignalScale(gain=gain, baseline=baseline, units=units))
+    if buf[1] != VERSION:
+        raise FrameError(f"unsupported frame version {buf[1]}")
+    try:
+        stream_id, pos = _uvarint_at(buf, 2)
+        seq, pos = _uvarint_at(buf, pos)
+        first_sample, pos = _uvarint_at(buf, pos)
+        rate_mhz, pos = _uvarint_at(buf, pos)
+        n_samples, pos = _uvarint_at(buf, pos)
+        n_signals = buf[pos]
+        pos += 1
+        if not 1 <= n_samples <= max_samples:
+            raise FrameError(f"a frame must carry 1 to {max_samples} samples per signal")
+        scales = []
+        for _ in range(n_signals):
+            if pos + 4 > len(buf):
+                raise IndexError
+            (gain,) = _F32.unpack_from(buf, pos)
+            zigzag, pos = _uvarint_at(buf, pos + 4)
+            baseline = (zigzag >> 1) if not zigzag & 1 else -((zigzag + 1) >> 1)
+            code = buf[pos]
+            pos += 1
+            if code == UNIT_STRING:
+                length = buf[pos]
+                raw = buf[pos + 1 : pos + 1 + length]
+                if len(raw) != length:
+                    raise IndexError
+                units = raw.decode("utf-8", errors="replace")
+                pos += 1 + length
+            elif code in UNIT_NAMES:
+                units = UNIT_NAMES[code]
+            else:
+                raise FrameError(f"unknown unit code {code}")
+            scales.append(SignalScale(gain=float(gain), baseline=baseline, units=units))
+    except IndexError:
+        raise FrameError("frame is truncated") from None
     header = FrameHeader(stream_id, seq, first_sample, rate_mhz, n_samples, tuple(scales))
     _check_header(header)
-    return header, r.pos
+    return header, pos
 
 
 def decode_frame(buf: bytes, max_samples: int = 1 << 24) -> WaveformFrame:
@@ -225,37 +244,65 @@ def decode_frame(buf: bytes, max_samples: int = 1 << 24) -> WaveformFrame:
 
 def check_frame(buf: bytes, max_samples: int) -> FrameHeader:
     """Everything about a frame's shape that can be checked without decoding its samples: the header,
-    each signal's predictor and Rice parameters, one unary code per residual, and a remainder section of a
-    length those codes allow. The server runs this on every frame; full decoding happens off the hot path."""
+    each signal's predictor and Rice parameters, one unary code per residual, and exactly the remainder
+    bytes those codes need. The server runs this on every frame (full decoding happens off the hot path),
+    so it reads bytes with plain indexing rather than the reader object."""
     header, pos = read_header(buf, max_samples)
-    r = _Reader(buf, pos)
-    partition = r.uvarint()
-    if not 1 <= partition <= 1 << 20:
-        raise FrameError("bad partition size")
-    residuals = 0
-    k_bits = 0
-    n = header.n_samples
-    for _ in range(header.n_signals):
-        order = r.u8()
-        if order > MAX_ORDER or order > n:
-            raise FrameError("bad predictor order")
-        for _ in range(order):
-            r.svarint()
-        m = n - order
-        ks = r.take(-(-m // partition))
-        if ks and max(ks) > MAX_RICE_K:
-            raise FrameError("bad Rice parameter")
-        full, last = divmod(m, partition)
-        k_bits += sum(ks) * partition - (ks[-1] * (partition - last) if last else 0)
-        residuals += m
-    unary_length = r.uvarint()
-    escapes = r.uvarint()
-    unary = r.take(unary_length)
+    try:
+        partition, pos = _uvarint_at(buf, pos)
+        if not 1 <= partition <= 1 << 20:
+            raise FrameError("bad partition size")
+        residuals = 0
+        k_bits = 0
+        n = header.n_samples
+        for _ in range(header.n_signals):
+            order = buf[pos]
+            pos += 1
+            if order > MAX_ORDER or order > n:
+                raise FrameError("bad predictor order")
+            for _ in range(order):
+                _, pos = _uvarint_at(buf, pos)
+            m = n - order
+            parts = -(-m // partition)
+            ks = buf[pos : pos + parts]
+            if len(ks) != parts:
+                raise FrameError("frame is truncated")
+            pos += parts
+            if ks and max(ks) > MAX_RICE_K:
+                raise FrameError("bad Rice parameter")
+            last = m % partition
+            k_bits += sum(ks) * partition - (ks[-1] * (partition - last) if last else 0)
+            residuals += m
+        unary_length, pos = _uvarint_at(buf, pos)
+        escapes, pos = _uvarint_at(buf, pos)
+    except IndexError:
+        raise FrameError("frame is truncated") from None
+    unary = buf[pos : pos + unary_length]
+    if len(unary) != unary_length:
+        raise FrameError("frame is truncated")
+    pos += unary_length
     if int.from_bytes(unary, "big").bit_count() != residuals or (unary and unary[-1] == 0) or escapes > residuals:
         raise FrameError("frame length does not match its sample count")
-    if len(buf) - r.pos != -(-(k_bits + escapes * ESCAPE_BITS) // 8):
+    if len(buf) - pos != -(-(k_bits + escapes * ESCAPE_BITS) // 8):
         raise FrameError("frame length does not match its sample count")
     return header
+
+
+def _uvarint_at(buf: bytes, pos: int) -> tuple[int, int]:
+    byte = buf[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    value = byte & 0x7F
+    shift = 7
+    while True:
+        pos += 1
+        byte = buf[pos]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos + 1
+        shift += 7
+        if shift > 63:
+            raise FrameError("integer field is too long")
 
 
 def _check_header(header: FrameHeader) -> None:
