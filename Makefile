@@ -18,6 +18,8 @@ BIN := $(VENV)/bin
 TELECONSULT_HOST ?= 127.0.0.1
 TELECONSULT_PORT ?= 8080
 PYTEST_ARGS ?=
+# Test files are spread over this many processes (pytest-xdist; a file's tests stay together).
+TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 
 # "command:debian-package" pairs: the package is installed with apt-get when the command is missing.
@@ -28,7 +30,7 @@ NPM_STAMP := node_modules/.installed
 PO_FILES := $(wildcard web/translations/*/LC_MESSAGES/*.po)
 MO_FILES := $(PO_FILES:.po=.mo)
 
-.PHONY: help setup system-deps python-deps node-deps catalogs messages run test lint bench clean distclean
+.PHONY: help setup system-deps python-deps node-deps catalogs messages run test lint bench bench-ecg clean distclean
 
 help:
 	@echo "make run        set up, migrate, seed demo users (logins are printed), serve on $(TELECONSULT_HOST):$(TELECONSULT_PORT)"
@@ -36,6 +38,7 @@ help:
 	@echo "make setup      system packages if missing, .venv, pip install -e '.[dev]', npm ci, compile catalogs"
 	@echo "make lint       ruff check, ruff format --check, lint-imports, mypy (domain, services)"
 	@echo "make bench      run bench/join_time.py"
+	@echo "make bench-ecg  run bench/ecg_codec.py, ecg_store.py and ecg_relay.py (each prints its figures)"
 	@echo "make clean      remove caches, compiled catalogs and build output (distclean: also .venv, node_modules, var)"
 
 setup: system-deps python-deps node-deps catalogs
@@ -88,7 +91,7 @@ run: setup
 	exec $(BIN)/teleconsult serve --host $(TELECONSULT_HOST) --port $(TELECONSULT_PORT)
 
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: python-deps
 	$(BIN)/ruff check .
@@ -98,6 +101,13 @@ lint: python-deps
 
 bench: setup
 	$(BIN)/python bench/join_time.py $(BENCH_ARGS)
+
+# ECG figures (bench/README.md): codec bytes per sample, store throughput (SQLite and the PostgreSQL of
+# TELECONSULT_TEST_DATABASE_URL), live relay ladder against a Node socket.io relay (npm installs it once).
+bench-ecg: setup
+	$(BIN)/python bench/ecg_codec.py
+	$(BIN)/python bench/ecg_store.py
+	$(BIN)/python bench/ecg_relay.py
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .mypy_cache .import_linter_cache build dist test-artifacts bench/results

@@ -26,6 +26,12 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 _TOUCH_EVERY = timedelta(seconds=30)
 
 
+def new_token() -> str:
+    """A session or device token. The prefix keeps it from starting with "-", which a command line would
+    take for an option (teleconsult device play --token ...), and makes a leaked one easy to recognise."""
+    return "tc_" + secrets.token_urlsafe(32)
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -80,7 +86,7 @@ class AuthService:
                 )
             raise Unauthenticated("wrong username or password")
         async with self._db.transaction() as tx:
-            token = secrets.token_urlsafe(32)
+            token = new_token()
             ttl = self._settings.session_absolute_timeout_s if kind == "browser" else self._settings.api_token_ttl_s
             row = SessionRow(
                 token_hash=_digest(token),
@@ -118,7 +124,7 @@ class AuthService:
             ).scalar_one_or_none()
             if user is None or not user.active:
                 raise ValidationFailed("no active user with that username", field="username")
-            token = secrets.token_urlsafe(32)
+            token = new_token()
             row = SessionRow(
                 token_hash=_digest(token),
                 user_id=user.id,
