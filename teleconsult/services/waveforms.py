@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, Integer, Table, column, insert, select, update, values
 
 from teleconsult.clock import Clock
 from teleconsult.domain import access
@@ -325,27 +325,34 @@ class WaveformService:
         now = self._clock.now()
         stored: list[_Write] = []
         refused: list[_Write] = []
+        rows: list[dict[str, Any]] = []
+        moves: dict[int, tuple[int, int, int]] = {}
+        for stream_id, items in by_stream.items():
+            items.sort(key=lambda w: w.seq)
+            first, last = items[0], items[-1]
+            if all(b.seq == a.seq + 1 for a, b in zip(items, items[1:], strict=False)):
+                moves[stream_id] = (first.seq, last.seq + 1, last.first_sample + last.n_samples)
         async with self._db.transaction() as tx:
+            advanced = await _advance(tx, moves)
             for stream_id, items in by_stream.items():
-                items.sort(key=lambda w: w.seq)
-                first, last = items[0], items[-1]
-                contiguous = all(b.seq == a.seq + 1 for a, b in zip(items, items[1:], strict=False))
-                moved = contiguous and await _advance(tx, stream_id, first.seq, last.seq + 1, last)
-                if not moved:
+                if stream_id not in advanced:
                     refused.extend(items)
                     continue
-                tx.add_all(
-                    WaveformFrameRow(
-                        stream_id=stream_id,
-                        seq=w.seq,
-                        first_sample=w.first_sample,
-                        n_samples=w.n_samples,
-                        payload=w.payload,
-                        received_at=now,
-                    )
+                rows.extend(
+                    {
+                        "stream_id": stream_id,
+                        "seq": w.seq,
+                        "first_sample": w.first_sample,
+                        "n_samples": w.n_samples,
+                        "payload": w.payload,
+                        "received_at": now,
+                    }
                     for w in items
                 )
                 stored.extend(items)
+            if rows:
+                # Core executemany, not ORM objects: the unit of work costs more than the insert itself.
+                await tx.execute(insert(WaveformFrameRow), rows)
         for item in stored:
             item.live.committed_seq = max(item.live.committed_seq, item.seq + 1)
             item.live.pending.pop(item.seq, None)
@@ -629,14 +636,27 @@ class WaveformService:
         raise PermissionDenied("you are not allowed to reach this patient's monitor signals")
 
 
-async def _advance(tx: Any, stream_id: int, from_seq: int, to_seq: int, last: _Write) -> bool:
-    """Move the stream's stored counters from ``from_seq`` to ``to_seq``, only if it is still at ``from_seq``."""
+async def _advance(tx: Any, moves: dict[int, tuple[int, int, int]]) -> set[int]:
+    """Move each stream's stored counters from ``from_seq`` to ``to_seq``, only where the stream is still at
+    ``from_seq``; one statement for the whole batch. Returns the streams that moved."""
+    if not moves:
+        return set()
+    rows = values(
+        column("id", Integer),
+        column("from_seq", BigInteger),
+        column("to_seq", BigInteger),
+        column("to_sample", BigInteger),
+        name="moving",
+    ).data([(stream_id, *move) for stream_id, move in moves.items()])
+    moving = rows.cte("moving")  # a CTE: SQLite does not take column aliases on a VALUES subquery
+    streams = cast(Table, WaveformStreamRow.__table__)
     result = await tx.execute(
-        update(WaveformStreamRow)
-        .where(WaveformStreamRow.id == stream_id, WaveformStreamRow.next_seq == from_seq)
-        .values(next_seq=to_seq, next_sample=last.first_sample + last.n_samples)
+        update(streams)
+        .where(streams.c.id == moving.c.id, streams.c.next_seq == moving.c.from_seq)
+        .values(next_seq=moving.c.to_seq, next_sample=moving.c.to_sample)
+        .returning(streams.c.id)
     )
-    return bool(result.rowcount)
+    return {int(row[0]) for row in result}
 
 
 def _check_against_stream(header: FrameHeader, live: _Live) -> None:
