@@ -1,47 +1,57 @@
 """ECG relay: live fan-out of 12-lead waveform frames through ONE `teleconsult serve` process, against a
-minimal Node socket.io relay measured in the same run.
+minimal Node socket.io relay measured in the same run (and, with --python-relay-peer, a bare python-socketio
+relay: the same Python stack without teleconsult's work).
 
 Load, for each N of the ladder (default 25, 50, 100, 200): N concurrent streams, each a 12-lead 500 Hz source
 (the 12 standard leads of PTB s0010_re, decimated 1000 -> 500 Hz, digital int16 values, looped) sending 25
-frames/s (20 samples per lead per frame, ~325 bytes coded) as binary ``stream.frame`` events with acks, and
+frames/s (20 samples per lead per frame, ~327 bytes coded) as binary ``stream.frame`` events with acks, and
 each stream watched by 2 socket.io viewers (the requesting clinician and the accepting cardiologist, one
 connection per user and room) that ``room.join`` its consultation. That is 25*N frames/s in, 50*N frames/s
-out and 3*N connections. Sources are unsynchronised (send times spread evenly over the 40 ms period).
+out and 3*N connections. Sources are unsynchronised (send times spread evenly over the 40 ms period) and do
+not wait for acks (a refused frame is counted, not resent).
 
 Setup (not timed): the server is started like the e2e tests start it (free port, temp SQLite migrated and
-seeded with the demo; or --database-url for PostgreSQL, in a schema of its own that is dropped afterwards);
-N consultations are created by `clinician` (TYT-TV) through the JSON API and accepted by `cardiologist`.
-The Node relay (bench/node_relay/relay.js, npm socket.io ^4; `npm install` on first run) relays the same
-events to the same room names and acks each frame at once (no auth, no validation, no storage).
+seeded with the demo; or --database-url for PostgreSQL, in a schema of its own that is dropped afterwards),
+with the product's default settings unless --server-env says otherwise; N consultations are created by
+`clinician` (TYT-TV) through the JSON API and accepted by `cardiologist`. The Node relay
+(bench/node_relay/relay.js, npm socket.io ^4; `npm install --prefix bench/node_relay` on first run) handles the
+same events with the same room names and acks each frame at once (no auth, no validation, no storage).
 
 Per step the load runs in worker process(es) of this script (--bench-procs, default 1; each worker has its
-sources AND their viewers, so a frame's send time and its arrivals are on one clock): warm-up (--warmup,
-3 s), then the measured window (--measure, 10 s), then --grace (2 s) more sending so the last measured
-frames are not measured on an idle server. Figures over the frames SENT in the window:
+sources AND their viewers, so a frame's send time and its arrivals are on one clock). Before a step the bench
+waits (up to --quiet-wait s) for other processes on the machine to go quiet; then warm-up (--warmup, 3 s),
+the measured window (--measure, 10 s), and --grace (2 s) more sending, so that the last measured frames do
+not meet an idle server. Figures over the frames SENT in the window:
 
-  p50/p99/max   source -> viewer latency: send time (just before the websocket write) to the time the
-                viewer's reader sees the frame, both in the bench process; ms
+  p50/p99/max   source -> viewer latency: send time (just before the socket write) to the time the viewer's
+                protocol parser sees the frame, both in the bench worker; ms
   lost          2 x frames sent in the window - deliveries of those frames received by the end of grace
   ack p50/p99   send -> ack (teleconsult acks once the frame is COMMITTED to the database; Node at once)
-  acked/stored  frames of the whole step acked ok / frames actually in the database at the end
-                (sum of waveform_streams.next_seq of the step's streams; waited for outstanding acks first)
-  srv CPU       CPU of the server process (all threads) over the window, % of one core (/proc/<pid>/stat)
-  bench CPU     CPU of the bench worker(s) over the window, % of one core summed over workers
-  send lag      p99 of (actual send - scheduled send): when it grows, the bench itself is late
+  acked/sent    frames of the whole step acked ok / sent; errs: acks with an error (listed below the row)
+  stored        frames of the step in the database (SUM(waveform_streams.next_seq)), counted after the
+                outstanding acks (--ack-wait) and after the server went idle again (settle)
+  drops         bench connections the server closed during the step
+  srv%          CPU of the server process (all threads) over the window, % of one core (/proc/<pid>/stat)
+  bench%        CPU of the bench worker(s) over the window, % of one core summed over workers
+  other%        CPU of everything else on the machine over the window (2 cores = 200)
+  lag99         p99 of (actual send - scheduled send): when it grows, the bench itself is late
+  setup/settle  seconds to connect and join, and for the server to go idle after the step
 
 A row marked "bench-bound" had a bench worker above 90 % of a core or a send lag p99 above 5 ms: the
-bench, not the system measured, may set its figures (2-core machine: server and bench share it).
-Ceiling = largest N of the ladder with p99 <= 20 ms, 0 lost, and every frame acked ok. Issue goal:
-teleconsult serves 200 streams at p99 <= 20 ms with 0 loss, and its ceiling is at least half the Node
-relay's.
+bench, not the system measured, may set its figures (2-core machine: server and bench share it). A system
+that collapses (p99 > 2 s with frames lost) is not climbed further unless --full-ladder. Ceiling = largest N
+of the ladder with p99 <= 20 ms, 0 lost, and every frame acked ok. Issue goals: teleconsult serves 200 streams
+at p99 <= 20 ms with 0 loss, and its ceiling is at least half the Node relay's.
 
-Viewers and sources speak Engine.IO 4 / Socket.IO 5 through a small websocket client built into this script
-(--client raw, default: a python-socketio AsyncClient costs several times more CPU per message, and with 600
-of them the bench, not the server, becomes the bottleneck; --client python-socketio uses it instead).
+Sources and viewers speak WebSocket / Engine.IO 4 / Socket.IO 5 through a small client on an asyncio Protocol
+in this script (--client raw, default). python-socketio's AsyncClient (--client python-socketio) cost about
+twice the bench CPU per message here, and with 3*N connections the bench, not the server, became the
+bottleneck.
 
     .venv/bin/python bench/ecg_relay.py [--ladder 25,50,100,200] [--measure 10] [--warmup 3]
-        [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--server-env KEY=VALUE ...]
-        [--no-node] [--only-node] [--bench-procs 1] [--client raw|python-socketio] [--json]
+        [--database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--server-env TELECONSULT_K=V ...]
+        [--no-node | --only-node] [--python-relay-peer] [--full-ladder] [--bench-procs 1]
+        [--client raw|python-socketio] [--keep] [--profile-server FILE] [--json]
 
 Exit status 0 when the runs completed, whatever the figures; 1 when the bench could not run.
 """
