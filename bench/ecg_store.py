@@ -13,19 +13,23 @@ What one run does, for each database (default: both):
   just before ``accept_frame`` to its ``accepted.committed`` future resolving (the moment the server would
   ack the source). Warm-up ``--warmup`` s, then the measured window ``--measure`` s; figures cover frames
   ingested in the window. No socket is involved: this is the store alone.
-- then ``compact_all()`` once, timed: the compactor re-codes the committed frames into chunks (decode every
-  frame, encode one block per >= 10 s); its samples/s is compared with the ingest rate.
+- then the compaction of ``--compact-streams`` (20) of those streams, closed first, timed
+  (``compact_stream`` until nothing is left): the compactor re-codes the committed frames into chunks (decode
+  every frame, encode one block per >= 10 s); its samples/s is compared with the ingest rate.
 - peer, same database, same blobs and row shape, in a table of its own: (a) "db paced": the same offered
   rate through a minimal group-commit writer (queue -> one INSERT batch per transaction -> commit), asyncpg
   ``copy_records_to_table`` / sqlite3 ``executemany`` (WAL, synchronous=NORMAL like the product); (b) "db max":
   the same rows unpaced, batches of ``--peer-batch`` frames per transaction: the ceiling of the database
   itself on this machine.
 
-Printed per database: offered vs achieved samples/s (frames committed in the window x 240 samples / window),
+Printed per database, in M samples/s: offered (the schedule), ingested (frames actually handed to
+accept_frame in the window: the producer shares the event loop with the service, so a saturated process
+ingests less than offered) and achieved (frames committed in the window x 240 samples / window); then
 frames/s, commit latency p50/p99/max, frames not committed by the end, CPU of this process over the window
 (% of one core; PostgreSQL's own backends are not in it: see "machine%"), stored bytes per sample (frame rows
 before compaction; chunks after), and the compaction rate. Issue goal: 200 streams x 12 leads x 500 Hz =
-1.2 M samples/s persisted on PostgreSQL with commit p99 <= 1 s.
+1.2 M samples/s persisted on PostgreSQL with commit p99 <= 1 s (PASS needs both ingested and committed
+>= 98 % of it; a window's commit count moves by up to a batch).
 
     .venv/bin/python bench/ecg_store.py [--streams 200] [--measure 10] [--warmup 2] [--databases sqlite,postgres]
         [--pg-url postgresql+asyncpg://postgres@127.0.0.1:5432/test] [--setting ingest_batch_frames=1000 ...]
@@ -68,6 +72,7 @@ GOAL_P99_S = 1.0
 class Figures:
     name: str
     offered_sps: float = 0.0
+    ingested_sps: float | None = None  # what the producer managed to hand over (it shares the event loop)
     achieved_sps: float = 0.0
     frames_s: float = 0.0
     p50: float | None = None
@@ -126,6 +131,7 @@ async def service_run(
         t0 = time.monotonic() + 0.2
         w0, w1 = t0 + args.warmup, t0 + args.warmup + args.measure
         latencies: list[float] = []
+        halves: tuple[list[float], list[float]] = ([], [])
         lags: list[float] = []
         committed_in_window = [0]
         failed = [0]
@@ -155,6 +161,7 @@ async def service_run(
                     committed_in_window[0] += 1
                 if w0 <= t_in < w1:
                     latencies.append(now - t_in)
+                    halves[0 if t_in < (w0 + w1) / 2 else 1].append(now - t_in)
 
             return cb
 
@@ -197,6 +204,7 @@ async def service_run(
             await asyncio.sleep(0.02)
         ingest = Figures("service")
         ingest.offered_sps = n * args.fps * 12 * src.per_frame
+        ingest.ingested_sps = ingested_in_window / args.measure * 12 * src.per_frame
         ingest.frames_s = committed_in_window[0] / args.measure
         ingest.achieved_sps = ingest.frames_s * 12 * src.per_frame
         ms = sorted(1000 * x for x in latencies)
@@ -209,6 +217,12 @@ async def service_run(
             ingest.cpu = 100 * (cpu["w1"] - cpu["w0"]) / args.measure
             ingest.machine = 100 * (machine["w1"] - machine["w0"]) / args.measure
         ingest.notes = errors
+        first, second = (pct([1000 * x for x in h], 50) for h in halves)
+        if first is not None and second is not None:
+            trend = "growing: not sustained" if second > 1.5 * first + 50 else "steady"
+            ingest.notes.append(
+                f"commit p50 in the first / second half of the window: {first:.0f} / {second:.0f} ms ({trend})"
+            )
         if ingested_in_window and len(latencies) < ingested_in_window:
             ingest.notes.append(f"{ingested_in_window - len(latencies)} frames of the window not committed")
         # Bytes as stored before compaction (frame rows: header + block per 40 ms frame).
@@ -236,13 +250,18 @@ async def service_run(
             )
         ingest.bytes_per_sample = frame_bytes / samples_stored if samples_stored else None
         await services.waveforms.close()
-        # Compaction, timed on its own: what the compactor must do for the samples just stored. The streams
-        # are closed first, so that every frame is folded (an open stream keeps its last < chunk_seconds).
-        for sid in stream_ids:
+        # Compaction, timed on its own: what the compactor must do for the samples just stored, on the first
+        # --compact-streams streams (its rate does not depend on how many). They are closed first, so that
+        # every frame is folded (an open stream keeps its last < chunk_seconds as frames).
+        compacted = stream_ids[: max(1, min(args.compact_streams, len(stream_ids)))]
+        for sid in compacted:
             await services.waveforms.close_stream(actor, sid, source="bench")
         compaction = Figures("compaction")
         c0, m0 = time.process_time(), time.monotonic()
-        folded = await services.waveforms.compact_all()
+        folded = 0
+        for sid in compacted:
+            while moved := await services.waveforms.compact_stream(sid):
+                folded += moved
         elapsed = time.monotonic() - m0
         chunk_bytes = 0
         chunk_samples = 0
@@ -253,7 +272,7 @@ async def service_run(
                 select(
                     func.coalesce(func.sum(func.length(WaveformChunkRow.payload)), 0),
                     func.coalesce(func.sum(WaveformChunkRow.n_samples), 0),
-                ).where(WaveformChunkRow.stream_id.in_(stream_ids))
+                ).where(WaveformChunkRow.stream_id.in_(compacted))
             )
             chunk_bytes, chunk_samples = (int(x) for x in rows.one())
         compaction.achieved_sps = chunk_samples * 12 / elapsed if elapsed > 0 else 0.0
@@ -262,7 +281,8 @@ async def service_run(
         compaction.bytes_per_sample = chunk_bytes / (chunk_samples * 12) if chunk_samples else None
         compaction.pmax = 1000 * elapsed
         compaction.notes.append(
-            f"{folded} frames folded into chunks in {elapsed:.1f} s; chunks hold {chunk_samples * 12:,} samples"
+            f"{len(compacted)} streams: {folded} frames folded into chunks in {elapsed:.1f} s "
+            f"({chunk_samples * 12:,} samples); the event loop is blocked while a chunk is coded"
         )
         return [ingest, compaction]
     finally:
@@ -379,6 +399,7 @@ async def peer_run(peer: Any, src: Source, args: Any, base_id: int) -> list[Figu
                         latencies.append(now - t_in)
 
         task = asyncio.ensure_future(writer())
+        ingested = [0]
         j = 0
         unslept = 0
         while True:
@@ -396,6 +417,8 @@ async def peer_run(peer: Any, src: Source, args: Any, base_id: int) -> list[Figu
             else:
                 unslept += 1
             payload = frames[i][k]
+            if w0 <= time.monotonic() < w1:
+                ingested[0] += 1
             queue.put_nowait(((base_id + i, k, k * src.per_frame, src.per_frame, payload, now_dt), time.monotonic()))
             j += 1
         await asyncio.sleep(max(0.0, w1 - time.monotonic()) + 0.01)  # the window's CPU mark
@@ -403,6 +426,7 @@ async def peer_run(peer: Any, src: Source, args: Any, base_id: int) -> list[Figu
         await task
         paced = Figures("db paced")
         paced.offered_sps = n * args.fps * 12 * src.per_frame
+        paced.ingested_sps = ingested[0] / args.measure * 12 * src.per_frame
         paced.frames_s = committed_in_window[0] / args.measure
         paced.achieved_sps = paced.frames_s * 12 * src.per_frame
         ms = sorted(1000 * x for x in latencies)
@@ -449,8 +473,9 @@ def f(value: float | None, spec: str = ".1f") -> str:
 def print_rows(db_name: str, rows: list[Figures]) -> None:
     for r in rows:
         offered = f"{r.offered_sps / 1e6:.3f}" if r.offered_sps else "-"
+        ingested = f"{r.ingested_sps / 1e6:.3f}" if r.ingested_sps is not None else "-"
         print(
-            f"  {db_name:<10} {r.name:<11} {offered:>8} {r.achieved_sps / 1e6:>9.3f} {r.frames_s:>8.0f} "
+            f"  {db_name:<10} {r.name:<11} {offered:>8} {ingested:>8} {r.achieved_sps / 1e6:>9.3f} {r.frames_s:>8.0f} "
             f"{f(r.p50):>8} {f(r.p99):>8} {f(r.pmax):>8} {r.uncommitted + r.failed:>6} {f(r.cpu, '.0f'):>5} "
             f"{f(r.machine, '.0f'):>8} {f(r.bytes_per_sample, '.3f'):>7}"
         )
@@ -459,7 +484,8 @@ def print_rows(db_name: str, rows: list[Figures]) -> None:
 
 
 HEADER = (
-    f"  {'database':<10} {'path':<11} {'offered':>8} {'achieved':>9} {'frames/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    f"  {'database':<10} {'path':<11} {'offered':>8} {'ingested':>8} {'achieved':>9} {'frames/s':>8} {'p50 ms':>8} "
+    f"{'p99 ms':>8} "
     f"{'max ms':>8} {'lost':>6} {'cpu%':>5} {'machine%':>8} {'B/smp':>7}"
 )
 
@@ -487,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heart-rate", action="store_true", help="keep heart-rate derivation on (product default)")
     ap.add_argument("--peer-batch", type=int, default=1000, help="frames per transaction of the unpaced peer")
     ap.add_argument("--no-peer", action="store_true", help="skip the bare-database peer")
+    ap.add_argument("--compact-streams", type=int, default=20, help="streams whose compaction is timed (default 20)")
     args = ap.parse_args(argv)
 
     from teleconsult.settings import Settings
@@ -553,18 +580,23 @@ def main(argv: list[str] | None = None) -> int:
                 p.unlink()
             tmp.rmdir()
     print(
-        "\n  offered/achieved: M samples/s (achieved = frames committed in the window x 240 samples / window); "
+        "\n  offered/ingested/achieved: M samples/s (ingested = handed to accept_frame in the window, achieved = "
+        "frames committed in the window) x 240 samples / window; "
         "p50/p99/max: ingest -> commit ms\n  (db max: one batch's commit); lost: not committed by the end or "
         "failed; cpu%: this process; machine%: all processes, 2 cores = 200; B/smp: bytes stored per sample"
     )
     pg = results.get("postgres")
     if pg:
         svc = pg[0]
-        ok = svc.achieved_sps >= 0.99 * GOAL_SAMPLES and svc.p99 is not None and svc.p99 <= GOAL_P99_S * 1000
+        # Persisted per second over the window moves with batch boundaries; what was handed over and
+        # committed within the latency goal is the sustained rate.
+        sustained = min(svc.achieved_sps, svc.ingested_sps or 0.0)
+        ok = sustained >= 0.98 * GOAL_SAMPLES and svc.p99 is not None and svc.p99 <= GOAL_P99_S * 1000
         below = "" if offered >= GOAL_SAMPLES else "; offered load below the goal"
         print(
             f"\nGoal: {GOAL_SAMPLES / 1e6:.1f} M samples/s persisted on PostgreSQL with commit p99 <= {GOAL_P99_S:g} s:"
-            f" {'PASS' if ok else 'MISS'} (achieved {svc.achieved_sps / 1e6:.3f} M/s, p99 {f(svc.p99)} ms{below})"
+            f" {'PASS' if ok else 'MISS'} (ingested {(svc.ingested_sps or 0) / 1e6:.3f}, committed "
+            f"{svc.achieved_sps / 1e6:.3f} M/s, p99 {f(svc.p99)} ms{below})"
         )
     return 0
 
