@@ -23,14 +23,14 @@ TEST_WORKERS ?= 2
 BENCH_ARGS ?=
 
 # "command:debian-package" pairs: the package is installed with apt-get when the command is missing.
-SYSTEM_DEPS ?= chromium:chromium node:nodejs npm:npm
+SYSTEM_DEPS ?= chromium:chromium node:nodejs npm:npm turnserver:coturn janus:janus redis-server:redis-server
 
 VENV_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 PO_FILES := $(wildcard web/translations/*/LC_MESSAGES/*.po)
 MO_FILES := $(PO_FILES:.po=.mo)
 
-.PHONY: help setup system-deps python-deps node-deps catalogs messages run test lint bench bench-ecg clean distclean
+.PHONY: help setup system-deps python-deps node-deps catalogs messages run test lint bench bench-ecg bench-pairing clean distclean
 
 help:
 	@echo "make run        set up, migrate, seed demo users (logins are printed), serve on $(TELECONSULT_HOST):$(TELECONSULT_PORT)"
@@ -39,6 +39,7 @@ help:
 	@echo "make lint       ruff check, ruff format --check, lint-imports, mypy (domain, services)"
 	@echo "make bench      run bench/join_time.py"
 	@echo "make bench-ecg  run bench/ecg_codec.py, ecg_store.py and ecg_relay.py (each prints its figures)"
+	@echo "make bench-pairing  run bench/pairing.py: 1,000 queued requests paired; fan-out 1 process vs 2 + Redis"
 	@echo "make clean      remove caches, compiled catalogs and build output (distclean: also .venv, node_modules, var)"
 
 setup: system-deps python-deps node-deps catalogs
@@ -108,6 +109,12 @@ bench-ecg: setup
 	$(BIN)/python bench/ecg_codec.py
 	$(BIN)/python bench/ecg_store.py
 	$(BIN)/python bench/ecg_relay.py
+
+# Pairing under load and the socket.io fan-out ceiling of one process vs two + Redis (bench/README.md): real
+# servers on the PostgreSQL of TELECONSULT_TEST_DATABASE_URL (a throw-away schema), a redis-server of its own.
+# BENCH_ARGS='--quick' for a short run.
+bench-pairing: setup
+	$(BIN)/python bench/pairing.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .mypy_cache .import_linter_cache build dist test-artifacts bench/results

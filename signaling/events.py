@@ -126,6 +126,54 @@ class SignalIn(_Model):
     baseline: int = Field(ge=-(2**31), le=2**31 - 1)
 
 
+class OfferOut(_Model):
+    id: int
+    consultation_id: int
+    specialist_user_id: int
+    specialist_name: str
+    specialty: str
+    hub_name: str
+    status: str = Field(description="pending, accepted, declined, expired, taken or withdrawn")
+    offered_at: str = Field(description="ISO 8601, UTC")
+    deadline_at: str = Field(description="ISO 8601, UTC: the offer stops ringing then")
+    handed_by_name: str | None = None
+
+
+class PairingStatusOut(_Model):
+    """A request's pairing as the requester and the hub's coordinators see it: no patient identity."""
+
+    consultation_id: int
+    state: str = Field(
+        description="queued, offered, escalated (nobody left: the hub's coordinator is alerted), accepted, "
+        "in_progress, completed, cancelled or expired"
+    )
+    urgency: str
+    specialty: str
+    facility_name: str
+    created_at: str = Field(description="ISO 8601, UTC")
+    waited_s: float = Field(description="from the request until it was accepted, or until now")
+    queue_position: int | None = Field(description="1 = next for this specialty; None once no longer waiting")
+    offers: list[OfferOut] = Field(description="ringing now")
+    escalated_at: str | None = None
+    specialist_name: str | None = None
+
+
+class PresenceOut(_Model):
+    user_id: int
+    display_name: str
+    hub_id: int
+    specialty: str | None
+    availability: str = Field(description="available, busy or away (the specialist's own toggle)")
+    connected: bool
+    in_consultation: bool
+    on_call: bool
+
+
+class StaffOut(_Model):
+    presence: PresenceOut
+    state: str = Field(description="available, or why no case would be offered now (not_on_call, offline, ...)")
+
+
 # --- client -> server --------------------------------------------------------------------------------------
 
 
@@ -246,6 +294,92 @@ class VitalsAddAck(Ack):
     created: bool | None = None
 
 
+class PairingOffers(_Model):
+    """What rings for me now (a specialist): asked after every (re)connect, so no offer is missed."""
+
+    event: Literal["pairing.offers"] = "pairing.offers"
+
+
+class PairingOffersAck(Ack):
+    offers: list[OfferRing] = Field(default_factory=list)
+
+
+class PairingAccept(_Model):
+    """Take a request. Exactly one accept wins, across every server process; the others hear ``conflict``."""
+
+    event: Literal["pairing.accept"] = "pairing.accept"
+    consultation_id: int = Field(gt=0)
+
+
+class PairingAcceptAck(Ack):
+    consultation: ConsultationOut | None = None
+
+
+class PairingDecline(_Model):
+    event: Literal["pairing.decline"] = "pairing.decline"
+    offer_id: int = Field(gt=0)
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PairingDeclineAck(Ack):
+    offer: OfferOut | None = None
+
+
+class PairingWatch(_Model):
+    """The pairing status of one request (requester, the hub's coordinators)."""
+
+    event: Literal["pairing.status"] = "pairing.status"
+    consultation_id: int = Field(gt=0)
+
+
+class PairingStatusAck(Ack):
+    status: PairingStatusOut | None = None
+
+
+class PairingRaise(_Model):
+    """Raise a waiting request's urgency (never lower): ringing offers shorten, an emergency fans out."""
+
+    event: Literal["pairing.raise"] = "pairing.raise"
+    consultation_id: int = Field(gt=0)
+    urgency: Literal["emergency", "urgent", "routine"]
+
+
+class PairingHand(_Model):
+    """A coordinator rings a named specialist for a waiting case."""
+
+    event: Literal["pairing.hand"] = "pairing.hand"
+    consultation_id: int = Field(gt=0)
+    specialist_user_id: int = Field(gt=0)
+
+
+class PairingHandAck(Ack):
+    offer: OfferOut | None = None
+
+
+class PairingQueue(_Model):
+    """A coordinator's hub: waiting cases and its specialists. ``hub_id`` defaults to the coordinator's own."""
+
+    event: Literal["pairing.queue"] = "pairing.queue"
+    hub_id: int | None = Field(default=None, gt=0)
+
+
+class PairingQueueAck(Ack):
+    hub_id: int | None = None
+    cases: list[PairingStatusOut] = Field(default_factory=list)
+    staff: list[StaffOut] = Field(default_factory=list)
+
+
+class PresenceSet(_Model):
+    """A specialist's availability toggle; kept across reconnects and restarts."""
+
+    event: Literal["presence.set"] = "presence.set"
+    availability: Literal["available", "busy", "away"]
+
+
+class PresenceSetAck(Ack):
+    presence: PresenceOut | None = None
+
+
 # --- server -> client --------------------------------------------------------------------------------------
 
 
@@ -334,6 +468,27 @@ class HeartRateDerived(_Model):
     at_sample: int
 
 
+class OfferRing(_Model):
+    """An offer ringing for this specialist: the case summary to decide on, and the deadline."""
+
+    offer: OfferOut
+    consultation: ConsultationOut
+
+
+class OfferClosed(_Model):
+    """An offer stopped ringing: accepted, declined, expired (no answer), taken (by someone else) or withdrawn."""
+
+    offer: OfferOut
+
+
+class PairingStatusChanged(_Model):
+    status: PairingStatusOut
+
+
+class PresenceUpdated(_Model):
+    presence: PresenceOut
+
+
 CLIENT_EVENTS: dict[str, tuple[type[_Model], type[Ack]]] = {
     "room.join": (RoomJoin, RoomJoinAck),
     "room.leave": (RoomLeave, Ack),
@@ -344,6 +499,14 @@ CLIENT_EVENTS: dict[str, tuple[type[_Model], type[Ack]]] = {
     "stream.close": (StreamClose, Ack),
     "stream.backfill": (StreamBackfill, StreamBackfillAck),
     "vitals.add": (VitalsAdd, VitalsAddAck),
+    "pairing.offers": (PairingOffers, PairingOffersAck),
+    "pairing.accept": (PairingAccept, PairingAcceptAck),
+    "pairing.decline": (PairingDecline, PairingDeclineAck),
+    "pairing.status": (PairingWatch, PairingStatusAck),
+    "pairing.raise": (PairingRaise, PairingStatusAck),
+    "pairing.hand": (PairingHand, PairingHandAck),
+    "pairing.queue": (PairingQueue, PairingQueueAck),
+    "presence.set": (PresenceSet, PresenceSetAck),
 }
 
 # Events whose payload is one binary frame rather than a JSON object.
@@ -363,6 +526,11 @@ SERVER_EVENTS: dict[str, type[_Model]] = {
     "stream.closed": StreamClosed,
     "vitals.added": VitalsAdded,
     "stream.heart_rate": HeartRateDerived,
+    "pairing.offer": OfferRing,
+    "pairing.offer_closed": OfferClosed,
+    "pairing.status": PairingStatusChanged,
+    "pairing.escalated": PairingStatusChanged,
+    "presence.updated": PresenceUpdated,
 }
 
 
@@ -373,3 +541,6 @@ def wire(model: _Model) -> dict[str, Any]:
 
 def error_ack(code: str, message: str) -> dict[str, Any]:
     return Ack(ok=False, error=ErrorBody(code=code, message=message)).model_dump(mode="json", exclude_none=True)
+
+
+PairingOffersAck.model_rebuild()

@@ -14,18 +14,33 @@ from datetime import datetime
 from http.cookies import SimpleCookie
 from typing import Any
 
+import redis.asyncio
 import socketio
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from signaling import events as ev
-from signaling.rooms import Member, RoomRegistry, TokenBucket
+from signaling.rooms import LocalRooms, Member, RedisRooms, RoomDirectory, TokenBucket
+from signaling.serialize import (
+    candidate_presence,
+    consultation_out,
+    note_out,
+    offer_out,
+    presence_out,
+    status_out,
+    stream_out,
+    vital_out,
+)
+from teleconsult.domain import turn
 from teleconsult.domain.consultation import TERMINAL_STATUSES, CaseNote
 from teleconsult.domain.errors import DomainError, PermissionDenied, RoomFull, Unauthenticated
 from teleconsult.domain.people import Actor, Role
-from teleconsult.domain.signals import describe
 from teleconsult.domain.vitals import VitalSign
+from teleconsult.netaddr import forwarded_client
 from teleconsult.services import Services
 from teleconsult.services.notify import RequestCard
+from teleconsult.services.pairing import OfferView, PairingStatus
+from teleconsult.services.presence import PresenceView
 from teleconsult.services.waveforms import StreamInfo
 from teleconsult.settings import Settings
 from teleconsult.storage.waveforms import StoredSignal
@@ -40,70 +55,9 @@ def room_of(consultation_id: int) -> str:
     return f"consultation:{consultation_id}"
 
 
-def note_out(note: CaseNote) -> ev.NoteOut:
-    return ev.NoteOut(
-        id=note.id,
-        consultation_id=note.consultation_id,
-        author_user_id=note.author_user_id,
-        author_name=note.author_name,
-        text=note.text,
-        created_at=note.created_at.isoformat(),
-        client_id=note.client_id,
-    )
-
-
-def stream_out(stream: StreamInfo) -> ev.StreamOut:
-    signals = []
-    for s in stream.signals:
-        info = describe(s.name)
-        signals.append(
-            ev.SignalOut(
-                name=s.name, label=info.label, kind=info.kind.value, units=s.units, gain=s.gain, baseline=s.baseline
-            )
-        )
-    return ev.StreamOut(
-        id=stream.id,
-        consultation_id=stream.consultation_id,
-        label=stream.label,
-        sample_rate=stream.sample_rate,
-        signals=signals,
-        started_at=stream.started_at.isoformat(),
-        active=stream.ended_at is None,
-        next_sample=stream.next_sample,
-    )
-
-
-def vital_out(vital: VitalSign) -> ev.VitalOut:
-    return ev.VitalOut(
-        id=vital.id,
-        consultation_id=vital.consultation_id,
-        kind=vital.kind.value,
-        value=vital.value,
-        value2=vital.value2,
-        unit=vital.unit,
-        observed_at=vital.observed_at.isoformat(),
-        source=vital.source.value,
-        recorded_by_name=vital.recorded_by_name,
-        client_id=vital.client_id,
-    )
-
-
-def consultation_out(card: RequestCard) -> ev.ConsultationOut:
-    c = card.consultation
-    return ev.ConsultationOut(
-        id=c.id,
-        status=c.status.value,
-        specialty=c.specialty,
-        urgency=c.urgency.value,
-        summary=c.summary,
-        patient_name=card.patient_name,
-        patient_age=card.patient_age,
-        patient_sex=card.patient_sex,
-        facility_name=card.facility_name,
-        requested_by_name=card.requested_by_name,
-        specialist_name=card.specialist_name,
-        created_at=c.created_at.isoformat(),
-    )
+def hub_room(hub_id: int) -> str:
+    """The coordinators of a hub: its live queue, escalations and the presence of its specialists."""
+    return f"hub:{hub_id}"
 
 
 class SignalingServer:
@@ -113,7 +67,11 @@ class SignalingServer:
         self._services = services
         self._settings = settings
         self.instance_id = instance_id
-        manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+        manager = (
+            socketio.AsyncRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}:socketio")
+            if settings.redis_url
+            else None
+        )
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=manager,
@@ -123,7 +81,16 @@ class SignalingServer:
             logger=False,
             engineio_logger=False,
         )
-        self.rooms = RoomRegistry()
+        self.rooms: RoomDirectory = (
+            RedisRooms(
+                redis.asyncio.Redis.from_url(settings.redis_url),
+                instance_id,
+                settings.presence_lease_s,
+                prefix=settings.redis_prefix,
+            )
+            if settings.redis_url
+            else LocalRooms()
+        )
         self._buckets: dict[str, TokenBucket] = {}
         # Per connection, for the frame hot path (no session lookup per frame).
         self._frame_buckets: dict[str, TokenBucket] = {}
@@ -138,7 +105,17 @@ class SignalingServer:
             "stream.close": self._stream_close,
             "stream.backfill": self._stream_backfill,
             "vitals.add": self._vitals_add,
+            "pairing.offers": self._pairing_offers,
+            "pairing.accept": self._pairing_accept,
+            "pairing.decline": self._pairing_decline,
+            "pairing.status": self._pairing_status,
+            "pairing.raise": self._pairing_raise,
+            "pairing.hand": self._pairing_hand,
+            "pairing.queue": self._pairing_queue,
+            "presence.set": self._presence_set,
         }
+        # Users with at least one connection on this process: their presence leases are renewed here.
+        self._local_users: dict[int, int] = {}
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         for name in ev.CLIENT_EVENTS:
@@ -164,7 +141,8 @@ class SignalingServer:
                 exc.code, {"code": exc.code, "message": exc.message}
             ) from None
         actor = session.actor
-        await self.sio.save_session(sid, {"token": token, "actor": actor, "source": _source(environ)})
+        source = _source(environ, self._settings.trusted_proxies)
+        await self.sio.save_session(sid, {"token": token, "actor": actor, "source": source})
         self._buckets[sid] = TokenBucket(self._settings.events_per_second, self._settings.events_burst)
         self._frame_buckets[sid] = TokenBucket(self._settings.frames_per_second, self._settings.frames_burst)
         self._sources[sid] = _Source(actor.user_id, set(), asyncio.get_running_loop().time())
@@ -175,8 +153,21 @@ class SignalingServer:
             await self.sio.enter_room(sid, f"specialty:{actor.specialty}")
         if actor.role in (Role.COORDINATOR, Role.ADMIN):
             await self.sio.enter_room(sid, OVERSIGHT)
+        if actor.role is Role.COORDINATOR:
+            await self.sio.enter_room(sid, hub_room(actor.facility_id))
+        self._local_users[actor.user_id] = self._local_users.get(actor.user_id, 0) + 1
+        if self._local_users[actor.user_id] == 1:
+            self._spawn(self._presence_changed(actor.user_id, online=True))
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        source = self._sources.get(sid)
+        if source is not None:
+            left = self._local_users.get(source.user_id, 0) - 1
+            if left <= 0:
+                self._local_users.pop(source.user_id, None)
+                self._spawn(self._presence_changed(source.user_id, online=False))
+            else:
+                self._local_users[source.user_id] = left
         self._buckets.pop(sid, None)
         self._frame_buckets.pop(sid, None)
         self._sources.pop(sid, None)
@@ -223,6 +214,8 @@ class SignalingServer:
                 return await handler(sid, session, payload)
             except DomainError as exc:
                 return ev.error_ack(exc.code, exc.message)
+            except SQLAlchemyTimeout:
+                return ev.error_ack("unavailable", "the server is busy; nothing was done, please retry")
             except Exception:
                 log.exception("signaling handler %s failed", name)
                 return ev.error_ack("internal", "something went wrong on the server; please retry")
@@ -251,28 +244,65 @@ class SignalingServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def start(self) -> None:
+        self._spawn(self._heartbeat())
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self._services.presence.release_instance(self.instance_id)
+        except Exception:
+            log.exception("could not release this process's presence leases")
+        await self.rooms.close()
+
+    async def _heartbeat(self) -> None:
+        """Renew the presence leases of everyone connected here; a killed process's leases run out."""
+        while True:
+            try:
+                await self._services.presence.renew(self.instance_id, list(self._local_users))
+                await self._services.consultations.close_stale_participations()
+            except Exception:
+                log.exception("could not renew presence leases")
+            try:
+                await self.rooms.renew()
+            except Exception:
+                log.warning("could not renew this process's room members (Redis down?); retrying")
+            await asyncio.sleep(self._settings.presence_lease_s / 3)
+
+    async def _presence_changed(self, user_id: int, *, online: bool) -> None:
+        presence = self._services.presence
+        try:
+            if online:
+                await presence.hold(self.instance_id, user_id)
+            else:
+                await presence.release(self.instance_id, user_id)
+            views = await presence.of([user_id])
+        except Exception:
+            log.exception("could not record presence")
+            return
+        for view in views:
+            await self.presence_changed(view)
+        self._services.pairing.kick()
 
     # -- handlers ---------------------------------------------------------------------------------------------
 
     async def _join(self, sid: str, session: dict[str, Any], msg: ev.RoomJoin) -> dict[str, Any]:
         actor = await self._fresh_actor(sid, session)
         cid = msg.consultation_id
-        if self.rooms.member(cid, sid) is None:
-            others = [m for m in self.rooms.members(cid) if m.user_id != actor.user_id]
+        if await self.rooms.member(cid, sid) is None:
+            others = [m for m in await self.rooms.members(cid) if m.user_id != actor.user_id]
             if len(others) >= self._settings.max_room_participants:
                 raise RoomFull(f"this room already has {len(others)} participants")
             consultation = await self._services.consultations.join(
                 actor, cid, f"{self.instance_id}:{sid}", source=session["source"]
             )
-            for ghost in [m for m in self.rooms.members(cid) if m.user_id == actor.user_id]:
+            for ghost in [m for m in await self.rooms.members(cid) if m.user_id == actor.user_id]:
                 await self.sio.emit("room.replaced", ev.wire(ev.RoomReplaced(consultation_id=cid)), to=ghost.peer_id)
                 await self._remove_member(cid, ghost.peer_id)
             member = Member(sid, actor.user_id, actor.display_name, actor.role.value, f"{self.instance_id}:{sid}")
-            self.rooms.add(cid, member)
+            await self.rooms.add(cid, member)
             await self.sio.enter_room(sid, room_of(cid))
             joined = ev.PeerJoined(consultation_id=cid, peer=_peer(member))
             await self.sio.emit("room.peer_joined", ev.wire(joined), room=room_of(cid), skip_sid=sid)
@@ -286,12 +316,23 @@ class SignalingServer:
             ok=True,
             peer_id=sid,
             status=status,
-            participants=[_peer(m) for m in self.rooms.members(cid) if m.peer_id != sid],
-            ice_servers=[ev.IceServer(**s.model_dump()) for s in self._settings.ice_servers],
+            participants=[_peer(m) for m in await self.rooms.members(cid) if m.peer_id != sid],
+            ice_servers=[ev.IceServer(**s) for s in self._ice_servers(actor)],
             notes=[note_out(n) for n in notes],
             streams=[stream_out(st) for st in streams],
             vitals=[vital_out(v) for v in vitals],
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def _ice_servers(self, actor: Actor) -> list[dict[str, Any]]:
+        """STUN/TURN for this participant: the static list plus coturn credentials that expire (TTL a setting)."""
+        return turn.ice_servers(
+            [s.model_dump() for s in self._settings.ice_servers],
+            turn_urls=self._settings.turn_urls,
+            secret=self._settings.effective_turn_secret(),
+            ttl_s=self._settings.turn_credential_ttl_s,
+            user_id=actor.user_id,
+            now_s=int(self._services.clock.now().timestamp()),
+        )
 
     async def _leave(self, sid: str, session: dict[str, Any], msg: ev.RoomLeave) -> dict[str, Any]:
         await self._remove_member(msg.consultation_id, sid)
@@ -299,9 +340,9 @@ class SignalingServer:
 
     async def _signal(self, sid: str, session: dict[str, Any], msg: ev.RtcSignal) -> dict[str, Any]:
         cid = msg.consultation_id
-        if self.rooms.member(cid, sid) is None:
+        if await self.rooms.member(cid, sid) is None:
             raise PermissionDenied("join the room before signaling")
-        if msg.to == sid or self.rooms.member(cid, msg.to) is None:
+        if msg.to == sid or await self.rooms.member(cid, msg.to) is None:
             return ev.error_ack("not_found", "that peer is not in this room")
         out = ev.RtcSignalIn(consultation_id=cid, from_=sid, description=msg.description, candidate=msg.candidate)
         await self.sio.emit("rtc.signal", ev.wire(out), to=msg.to)
@@ -338,7 +379,7 @@ class SignalingServer:
 
     async def _stream_backfill(self, sid: str, session: dict[str, Any], msg: ev.StreamBackfill) -> dict[str, Any]:
         actor = await self._fresh_actor(sid, session)
-        if self.rooms.member(msg.consultation_id, sid) is None:
+        if await self.rooms.member(msg.consultation_id, sid) is None:
             raise PermissionDenied("join the room first")
         recent = await self._services.waveforms.recent(actor, msg.consultation_id, msg.seconds)
         return {
@@ -406,8 +447,67 @@ class SignalingServer:
             return ev.error_ack("unavailable", "the store is unavailable; keep the frame and send it again")
         return {"ok": True, "seq": accepted.seq, "duplicate": not accepted.relay}
 
+    # -- pairing and presence ---------------------------------------------------------------------------------
+
+    async def _pairing_offers(self, sid: str, session: dict[str, Any], msg: ev.PairingOffers) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        rings = await self._services.pairing.offers_for(actor)
+        out = [ev.OfferRing(offer=offer_out(o), consultation=consultation_out(card)) for o, card in rings]
+        return ev.PairingOffersAck(ok=True, offers=out).model_dump(mode="json", exclude_none=True)
+
+    async def _pairing_accept(self, sid: str, session: dict[str, Any], msg: ev.PairingAccept) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        card = await self._services.consultations.accept_card(actor, msg.consultation_id, source=session["source"])
+        ack = ev.PairingAcceptAck(ok=True, consultation=consultation_out(card))
+        return ack.model_dump(mode="json", exclude_none=True)
+
+    async def _pairing_decline(self, sid: str, session: dict[str, Any], msg: ev.PairingDecline) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        offer = await self._services.pairing.decline(actor, msg.offer_id, msg.reason, source=session["source"])
+        return ev.PairingDeclineAck(ok=True, offer=offer_out(offer)).model_dump(mode="json", exclude_none=True)
+
+    async def _pairing_status(self, sid: str, session: dict[str, Any], msg: ev.PairingWatch) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        status = await self._services.pairing.status(actor, msg.consultation_id)
+        return ev.PairingStatusAck(ok=True, status=status_out(status)).model_dump(mode="json", exclude_none=True)
+
+    async def _pairing_raise(self, sid: str, session: dict[str, Any], msg: ev.PairingRaise) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        status = await self._services.pairing.raise_urgency(
+            actor, msg.consultation_id, msg.urgency, source=session["source"]
+        )
+        return ev.PairingStatusAck(ok=True, status=status_out(status)).model_dump(mode="json", exclude_none=True)
+
+    async def _pairing_hand(self, sid: str, session: dict[str, Any], msg: ev.PairingHand) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        offer = await self._services.pairing.hand_to(
+            actor, msg.consultation_id, msg.specialist_user_id, source=session["source"]
+        )
+        return ev.PairingHandAck(ok=True, offer=offer_out(offer)).model_dump(mode="json", exclude_none=True)
+
+    async def _pairing_queue(self, sid: str, session: dict[str, Any], msg: ev.PairingQueue) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        hub_id = msg.hub_id or actor.facility_id
+        cases, staff = await self._services.pairing.hub_queue(actor, hub_id)
+        if actor.role is Role.ADMIN and msg.hub_id is not None:
+            await self.sio.enter_room(sid, hub_room(hub_id))
+        ack = ev.PairingQueueAck(
+            ok=True,
+            hub_id=hub_id,
+            cases=[status_out(c) for c in cases],
+            staff=[ev.StaffOut(presence=presence_out(candidate_presence(c)), state=state) for c, state in staff],
+        )
+        return ack.model_dump(mode="json", exclude_none=True)
+
+    async def _presence_set(self, sid: str, session: dict[str, Any], msg: ev.PresenceSet) -> dict[str, Any]:
+        actor = await self._fresh_actor(sid, session)
+        view = await self._services.presence.set_availability(actor, msg.availability, source=session["source"])
+        await self.presence_changed(view)
+        self._services.pairing.kick()
+        return ev.PresenceSetAck(ok=True, presence=presence_out(view)).model_dump(mode="json", exclude_none=True)
+
     async def _remove_member(self, consultation_id: int, sid: str) -> None:
-        member = self.rooms.remove(consultation_id, sid)
+        member = await self.rooms.remove(consultation_id, sid)
         if member is None:
             return
         await self.sio.leave_room(sid, room_of(consultation_id))
@@ -461,6 +561,28 @@ class SignalingServer:
             )
             await self.sio.emit("stream.heart_rate", ev.wire(derived), room=room_of(stream.consultation_id))
 
+    async def offer_made(self, offer: OfferView, card: RequestCard) -> None:
+        ring = ev.OfferRing(offer=offer_out(offer), consultation=consultation_out(card))
+        await self.sio.emit("pairing.offer", ev.wire(ring), room=f"user:{offer.specialist_user_id}")
+
+    async def offer_closed(self, offer: OfferView) -> None:
+        closed = ev.OfferClosed(offer=offer_out(offer))
+        await self.sio.emit("pairing.offer_closed", ev.wire(closed), room=f"user:{offer.specialist_user_id}")
+
+    async def pairing_changed(self, status: PairingStatus) -> None:
+        payload = ev.wire(ev.PairingStatusChanged(status=status_out(status)))
+        rooms = [f"facility:{status.requesting_facility_id}", room_of(status.consultation_id)]
+        rooms += [hub_room(h) for h in status.hub_ids]
+        await self.sio.emit("pairing.status", payload, room=rooms)
+
+    async def pairing_escalated(self, status: PairingStatus) -> None:
+        payload = ev.wire(ev.PairingStatusChanged(status=status_out(status)))
+        await self.sio.emit("pairing.escalated", payload, room=[hub_room(h) for h in status.hub_ids])
+
+    async def presence_changed(self, presence: PresenceView) -> None:
+        payload = ev.wire(ev.PresenceUpdated(presence=presence_out(presence)))
+        await self.sio.emit("presence.updated", payload, room=[hub_room(presence.hub_id), f"user:{presence.user_id}"])
+
 
 @dataclass
 class _Source:
@@ -473,10 +595,10 @@ def _peer(member: Member) -> ev.Peer:
     return ev.Peer(peer_id=member.peer_id, user_id=member.user_id, display_name=member.display_name, role=member.role)
 
 
-def _source(environ: dict[str, Any]) -> str:
+def _source(environ: dict[str, Any], trusted_proxies: list[str]) -> str:
     request = environ.get("aiohttp.request")
-    remote = getattr(request, "remote", None) if request is not None else None
-    return str(remote or environ.get("REMOTE_ADDR", ""))[:64]
+    remote = str((getattr(request, "remote", None) if request is not None else None) or environ.get("REMOTE_ADDR", ""))
+    return forwarded_client(remote, str(environ.get("HTTP_X_FORWARDED_FOR", "")), trusted_proxies)
 
 
 def _first_error(exc: ValidationError) -> str:

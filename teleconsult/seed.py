@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time, timedelta
 
+from teleconsult.display import to_local
 from teleconsult.domain.errors import Conflict
 from teleconsult.domain.patients import PatientDraft, Sex
 from teleconsult.domain.people import FacilityLevel
@@ -29,6 +30,16 @@ FACILITIES = [
     ("TYT-TV", "Tả Van Commune Health Station", FacilityLevel.COMMUNE, "Lào Cai", "BVT-LC"),
     ("TYT-CD", "Côn Đảo Commune Health Station", FacilityLevel.COMMUNE, "Bà Rịa - Vũng Tàu", "BVTW-CR"),
 ]
+
+# facility code -> the central hospitals that support it, best first (besides its referral line)
+SUPPORT = {
+    "TYT-CD": ["BVTW-CR", "BVTW-BM"],
+    "BVT-LC": ["BVTW-BM"],
+}
+
+# Every demo specialist is on call around the clock: day 07:00-19:00 and night 19:00-07:00, local time.
+SHIFTS = [(time(7), time(19)), (time(19), time(7))]
+ROSTER_WEEKS = 3
 
 # (username, display name, role, facility, specialty)
 USERS = [
@@ -91,4 +102,41 @@ async def seed_demo(services: Services) -> list[tuple[str, str]]:
             await services.patients.register_as_system(draft, facility.id, source="seed")
         except Conflict:
             pass  # already seeded
+    await seed_network(services)
     return logins
+
+
+async def seed_network(services: Services) -> None:
+    """Supporting hubs, and every demo specialist on call around the clock from yesterday evening for the
+    coming weeks, so that a request pairs out of the box. Shifts already there are left as they are."""
+    network = services.network
+    current = {f.code: [h.code for h in f.support] for f in (await network.network(None, source="seed")).facilities}
+    for facility_code, hubs in SUPPORT.items():
+        if current.get(facility_code) != hubs:
+            await network.set_support(None, facility_code, hubs, source="seed")
+    yesterday = to_local(services.clock.now(), services.settings.display_timezone).date() - timedelta(days=1)
+    added = 0
+    for username, _display, role, _facility, _specialty in USERS:
+        if role != "specialist":
+            continue
+        user_id, hub_id = await network.specialist_by_username(username)
+        for start, end in SHIFTS:
+            result = await network.add_shifts(
+                None,
+                hub_id,
+                user_id,
+                yesterday,
+                start,
+                end,
+                weeks=ROSTER_WEEKS,
+                weekdays=range(7),
+                skip_taken=True,
+                source="seed",
+            )
+            added += len(result.added)
+    until = yesterday + timedelta(weeks=ROSTER_WEEKS)
+    print(
+        f"Demo rosters: every specialist on call around the clock (07:00-19:00, 19:00-07:00, "
+        f"{services.settings.display_timezone}) until {until:%d/%m/%Y} 07:00; {added} new shifts.",
+        flush=True,
+    )

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     # PostgreSQL only: put every table in this schema (tests use one schema per run).
     database_schema: str | None = None
     redis_url: str | None = None
+    # Namespace of our Redis keys and pub/sub channel: several deployments (or test runs) may share one Redis.
+    redis_prefix: str = Field(default="teleconsult", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     host: str = "127.0.0.1"
     port: int = 8080
     static_dir: Path = PROJECT_ROOT / "static"
@@ -36,6 +38,8 @@ class Settings(BaseSettings):
     # The database password may live in a file (a container secret) rather than in the URL.
     database_password_file: Path | None = None
     cookie_secure: bool = False
+    # Reverse proxies whose X-Forwarded-For is believed (exact addresses), so audit records the real client.
+    trusted_proxies: list[str] = Field(default_factory=list)
     session_cookie_name: str = "tc_session"
 
     # Sessions.
@@ -77,8 +81,36 @@ class Settings(BaseSettings):
     source_recheck_s: float = Field(default=30.0, gt=0, description="how often a streaming token is re-checked")
     max_read_seconds: float = Field(default=600.0, gt=0, le=3600)
 
+    # Pairing (docs/architecture.md "Pairing"): how long an offer rings before the next candidate is tried.
+    offer_timeout_emergency_s: float = Field(default=30.0, ge=5, le=3600)
+    offer_timeout_urgent_s: float = Field(default=120.0, ge=5, le=3600)
+    offer_timeout_routine_s: float = Field(default=600.0, ge=5, le=24 * 3600)
+    emergency_parallel_offers: int = Field(default=3, ge=1, le=20, description="specialists rung at once")
+    reoffer_after_s: float = Field(default=300.0, ge=0, description="an unanswered specialist may be rung again")
+    pairing_tick_s: float = Field(default=1.0, gt=0, le=60, description="how often due timers are looked for")
+    presence_lease_s: float = Field(default=30.0, ge=3, le=600, description="a process renews its leases at 1/3")
+
+    # TURN (coturn with use-auth-secret): short-lived HMAC credentials per participant.
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: str | None = None
+    turn_secret_file: Path | None = None
+    turn_credential_ttl_s: int = Field(default=3600, ge=60, le=3600)
+
+    # Metrics: /metrics in Prometheus text format; when a token is set, scrapers send it as a Bearer token.
+    metrics_token: str | None = None
+
     # Search.
     max_search_results: int = Field(default=50, ge=1, le=500)
+
+    # Teleconferences (issue 5, docs/conferences.md): reminders, the room's lobby, UIDs in calendar invitations.
+    conference_reminder_offsets_s: list[int] = Field(default_factory=lambda: [86400, 900])
+    conference_reminder_grace_s: int = Field(default=600, ge=0, le=24 * 3600, description="late reminders")
+    conference_reminder_tick_s: float = Field(default=30.0, gt=0, le=3600, description="how often to look")
+    conference_room_opens_minutes: int = Field(default=15, ge=0, le=120)
+    conference_late_after_minutes: int = Field(default=10, ge=0, le=120)
+    conference_max_occurrences: int = Field(default=200, ge=1, le=1000)
+    conference_max_duration_h: float = Field(default=8.0, gt=0, le=24)
+    calendar_domain: str = Field(default="teleconsult.local", pattern=r"^[A-Za-z0-9.-]{1,200}$")
 
     @field_validator("default_locale")
     @classmethod
@@ -94,6 +126,14 @@ class Settings(BaseSettings):
         password = self.database_password_file.read_text().strip()
         url = make_url(self.database_url).set(password=password)
         return url.render_as_string(hide_password=False)
+
+    def effective_turn_secret(self) -> str | None:
+        if self.turn_secret_file is not None:
+            return self.turn_secret_file.read_text().strip()
+        return self.turn_secret
+
+    def offer_timeout_s(self, urgency: str) -> float:
+        return float(getattr(self, f"offer_timeout_{urgency}_s"))
 
     @property
     def is_sqlite(self) -> bool:

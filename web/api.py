@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from teleconsult.domain.consultation import CaseNote, Consultation
 from teleconsult.domain.errors import Conflict, DomainError, NotFound, PermissionDenied, RoomFull, Unauthenticated
@@ -80,6 +81,11 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return error(_STATUS.get(type(exc), 400), exc.code, exc.message, exc.field)
     except web.HTTPForbidden as exc:
         return error(403, "forbidden", exc.text or "forbidden")
+    except SQLAlchemyTimeout:
+        # Every database connection is busy (a burst): nothing was done; the client may simply retry.
+        response = error(503, "unavailable", "the server is busy; nothing was saved, please retry")
+        response.headers["Retry-After"] = "2"
+        return response
 
 
 def _actor_session(request: web.Request) -> AuthSession:

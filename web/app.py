@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from teleconsult.display import format_date, format_datetime, format_time
 from teleconsult.services import Services
 from teleconsult.settings import Settings
-from web import api, fhir, i18n, monitor_api, pages
+from web import api, conference_api, conference_pages, fhir, i18n, monitor_api, network_pages, pages, pairing_api
 from web.i18n import _
 from web.keys import LIVE_STATS, SERVICES, SETTINGS
 from web.security import csrf_middleware, headers_middleware, session_middleware
@@ -27,6 +28,15 @@ async def healthz(request: web.Request) -> web.Response:
     if stats is not None:
         body.update(stats())
     return web.json_response(body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format. With TELECONSULT_METRICS_TOKEN set, scrapers must send it as a Bearer token."""
+    token = request.app[SETTINGS].metrics_token
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return web.Response(status=401, text="metrics need the Bearer token\n")
+    body = request.app[SERVICES].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
 def _jinja(app: web.Application, settings: Settings) -> None:
@@ -77,10 +87,15 @@ def create_app(services: Services, settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     _jinja(app, settings)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     app.router.add_routes(pages.routes)
+    app.router.add_routes(network_pages.routes)
     app.router.add_routes(api.routes)
     app.router.add_routes(fhir.routes)
     app.router.add_routes(monitor_api.routes)
+    app.router.add_routes(pairing_api.routes)
+    app.router.add_routes(conference_api.routes)
+    app.router.add_routes(conference_pages.routes)
     app.router.add_static("/static/", settings.static_dir, append_version=False)
     for prefix, package in (("/vendor/socket.io/", "socket.io-client"), ("/vendor/uplot/", "uplot")):
         vendor = settings.node_modules_dir / package / "dist"

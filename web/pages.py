@@ -185,6 +185,8 @@ async def dashboard(request: web.Request) -> web.Response:
     if actor.role is Role.SPECIALIST:
         context["open_requests"] = await services.consultations.open_requests(actor)
         context["mine"] = await services.consultations.active_for(actor)
+        # The availability toggle starts from the stored choice; presence.updated keeps it current.
+        context["presence"] = next(iter(await services.presence.of([actor.user_id])), None)
         return await _render(request, "dashboard_specialist.html", context)
     if actor.role is Role.CLINICIAN:
         context["mine"] = await services.consultations.active_for(actor)

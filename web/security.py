@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from teleconsult.domain.errors import Unauthenticated
+from teleconsult.netaddr import forwarded_client
 from teleconsult.services.auth import AuthSession
 from web import i18n
 from web.keys import SERVICES, SETTINGS
@@ -36,7 +37,9 @@ CSP = "; ".join(
 
 
 def client_source(request: web.Request) -> str:
-    return (request.remote or "")[:64]
+    return forwarded_client(
+        request.remote or "", request.headers.get("X-Forwarded-For", ""), request.app[SETTINGS].trusted_proxies
+    )
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -53,7 +56,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     auth: AuthSession | None = None
     expired = rejected = False
     token = bearer_token(request) or request.cookies.get(settings.session_cookie_name)
-    if token and not request.path.startswith(("/static/", "/vendor/")):
+    if token and not request.path.startswith(("/static/", "/vendor/", "/metrics", "/healthz")):
         try:
             auth = await request.app[SERVICES].auth.resolve(token)
         except Unauthenticated as exc:

@@ -1,6 +1,7 @@
 // Live dashboards: consultation.updated pushes keep the specialist's open requests, the clinician's
-// consultations and the coordinator's table current without reloading. DOM contract:
-// web/templates/dashboard_*.html.
+// consultations and the coordinator's table current without reloading. Pairing has its own modules on the
+// same socket: the specialist's pager (pager.js), the requester's status (pairing-status.js) and the
+// coordinator's hub queue (hub-queue.js). DOM contract: web/templates/dashboard_*.html.
 
 import {
   childByData,
@@ -13,6 +14,9 @@ import {
   parseIso,
   warn,
 } from "./common.js";
+import { attachHubQueue } from "./hub-queue.js";
+import { attachPager } from "./pager.js";
+import { attachPairingStatus } from "./pairing-status.js";
 
 const ENGLISH = {
   status_requested: "Waiting for a specialist",
@@ -277,6 +281,11 @@ function startDashboard(root) {
   });
   socket.on("consultation.updated", onConsultationUpdated);
   socket.on("session.expired", sessionExpired);
+  if (role === "specialist") attachPager({ socket, root });
+  if (role === "clinician") {
+    attachPairingStatus({ socket, container: document.getElementById("my-consultations"), addNew: true });
+  }
+  if (role === "coordinator") attachHubQueue({ socket });
 
   // A specialist on call must not sit in front of a dashboard that silently stopped updating.
   function sessionExpired() {

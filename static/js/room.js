@@ -17,6 +17,7 @@ import {
   withTimeout,
 } from "./common.js";
 import { attachMonitor } from "./room-monitor.js";
+import { attachRoomPairing } from "./pairing-status.js";
 
 const ENGLISH = {
   connecting: "Connecting…",
@@ -115,6 +116,7 @@ function startRoom(root) {
   // handlers are registered further down in this same task, before any event can arrive.
   const socket = createSocket();
   const live = attachMonitor({ socket, cid: state.cid, userId: state.userId, onSessionExpired: () => sessionExpired() });
+  attachRoomPairing(socket); // the requester waits here for a specialist: where the pairing stands
 
   // ==========================================================================================================
   // status, banner, participants

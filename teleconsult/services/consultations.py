@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,23 +28,35 @@ from teleconsult.domain.consultation import (
     validate_closing,
 )
 from teleconsult.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from teleconsult.domain.pairing import OfferStatus
 from teleconsult.domain.patients import Patient
 from teleconsult.domain.people import Actor, Role
 from teleconsult.services.notify import Notifier, RequestCard
 from teleconsult.settings import Settings
+from teleconsult.storage import pairing as pairing_store
 from teleconsult.storage import repositories as repo
 from teleconsult.storage.db import Database
 from teleconsult.storage.models import (
     CaseNoteRow,
     ConsultationRow,
     FacilityRow,
+    PairingOfferRow,
     ParticipationRow,
     PatientRow,
+    PresenceLeaseRow,
     SpecialtyRow,
     UserRow,
 )
 
 log = logging.getLogger(__name__)
+
+
+class PairingHooks(Protocol):
+    async def requested(self, consultation_id: int) -> None: ...
+
+    async def settled(self, card: RequestCard, closed: list[PairingOfferRow]) -> None: ...
+
+
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -53,6 +66,8 @@ class ConsultationService:
         self._clock = clock
         self._settings = settings
         self.notifier = notifier
+        # Set by the pairing service: it offers new requests and settles the offers of taken or cancelled ones.
+        self.pairing: PairingHooks | None = None
 
     # -- requests ---------------------------------------------------------------------------------------------
 
@@ -98,10 +113,12 @@ class ConsultationService:
                     outcome="success",
                     source=source,
                 )
-                card = await self._card(tx, row)
+                card = await self.card(tx, row)
         if not allowed:
             await self._deny(actor, "consultation.create", None, patient_id, source)
-        await self._notify_changed(card)
+        await self.notify_changed(card)
+        if self.pairing is not None:
+            await self.pairing.requested(card.consultation.id)
         return card.consultation
 
     async def open_requests(self, actor: Actor) -> list[RequestCard]:
@@ -123,7 +140,7 @@ class ConsultationService:
                 .scalars()
                 .all()
             )
-            cards = [await self._card(tx, r) for r in rows]
+            cards = [await self.card(tx, r) for r in rows]
         order = {Urgency.EMERGENCY: 0, Urgency.URGENT: 1, Urgency.ROUTINE: 2}
         return sorted(cards, key=lambda c: (order[c.consultation.urgency], c.consultation.created_at))
 
@@ -138,7 +155,7 @@ class ConsultationService:
         # Coordinators and admins oversee every active consultation (their pages show no patient identity).
         async with self._db.transaction() as tx:
             rows = (await tx.execute(stmt.order_by(ConsultationRow.created_at.desc()).limit(100))).scalars().all()
-            return [await self._card(tx, r) for r in rows]
+            return [await self.card(tx, r) for r in rows]
 
     async def get(self, actor: Actor, consultation_id: int, *, source: str) -> RequestCard:
         async with self._db.transaction() as tx:
@@ -155,12 +172,17 @@ class ConsultationService:
                     outcome="success",
                     source=source,
                 )
-                return await self._card(tx, row)
+                return await self.card(tx, row)
         await self._deny(actor, "consultation.read", consultation_id, row.patient_id, source)
         raise AssertionError("unreachable")
 
     async def accept(self, actor: Actor, consultation_id: int, *, source: str) -> Consultation:
         """First accept wins: the status compare-and-set decides, whatever the number of processes."""
+        return (await self.accept_card(actor, consultation_id, source=source)).consultation
+
+    async def accept_card(self, actor: Actor, consultation_id: int, *, source: str) -> RequestCard:
+        """``accept``, answering with what the specialist sees, without another transaction after the commit
+        (under load that one could fail and make a saved accept look refused)."""
         now = self._clock.now()
         async with self._db.transaction() as tx:
             row = await self._load(tx, consultation_id)
@@ -183,6 +205,18 @@ class ConsultationService:
                 )
                 if not won:
                     raise Conflict("this request has already been taken or closed")
+                closed = await pairing_store.close_offers(
+                    tx, consultation_id, OfferStatus.TAKEN, now, except_user_id=actor.user_id
+                )
+                for offer in await pairing_store.offers_of(tx, [consultation_id]):
+                    if offer.specialist_user_id == actor.user_id and offer.status == OfferStatus.PENDING.value:
+                        await pairing_store.answer_offer(tx, offer.id, OfferStatus.ACCEPTED, now)
+                        offer.status, offer.answered_at = OfferStatus.ACCEPTED.value, now
+                        closed.append(offer)  # the specialist's other devices stop ringing too
+                # Now busy: a ring for another case stops, and that case moves on to someone else.
+                closed += await pairing_store.withdraw_rings_of(
+                    tx, actor.user_id, now, except_consultation=consultation_id
+                )
                 repo.audit(
                     tx,
                     at=now,
@@ -195,11 +229,13 @@ class ConsultationService:
                     source=source,
                 )
                 await tx.refresh(row)
-                card = await self._card(tx, row)
+                card = await self.card(tx, row)
         if denied:
             await self._deny(actor, "consultation.accept", consultation_id, row.patient_id, source)
-        await self._notify_changed(card)
-        return card.consultation
+        await self.notify_changed(card)
+        if self.pairing is not None:
+            await self.pairing.settled(card, closed)
+        return card
 
     async def cancel(self, actor: Actor, consultation_id: int, *, source: str) -> Consultation:
         return await self._simple_transition(
@@ -229,7 +265,7 @@ class ConsultationService:
                     source=source,
                 )
                 notes = await repo.notes_of(tx, [row.id])
-                return await self._card(tx, row), repo.to_patient(patient_row), notes
+                return await self.card(tx, row), repo.to_patient(patient_row), notes
         await self._deny(actor, "consultation.room.open", consultation_id, row.patient_id, source)
         raise AssertionError("unreachable")
 
@@ -272,14 +308,14 @@ class ConsultationService:
                 )
                 if started:
                     await tx.refresh(row)
-                card = await self._card(tx, row)
+                card = await self.card(tx, row)
                 allowed = True
             else:
                 allowed = False
         if not allowed:
             await self._deny(actor, "consultation.join", consultation_id, row.patient_id, source)
         if started:
-            await self._notify_changed(card)
+            await self.notify_changed(card)
         return card.consultation
 
     async def leave(self, user_id: int, consultation_id: int, connection_id: str) -> None:
@@ -296,14 +332,30 @@ class ConsultationService:
                 .values(left_at=now)
             )
 
-    async def close_stale_participations(self, connection_prefix: str = "") -> int:
-        """After a restart nobody is connected: close every stay left open by the previous process."""
+    async def close_stale_participations(self, *, all_open: bool = False) -> int:
+        """Close the room stays held by processes that are gone: their presence leases have all run out
+        (a process renews a lease for every user connected to it). Called at start and periodically.
+        ``all_open``: a lone process starting (no Redis, so no other process) closes every stay left open."""
+        now = self._clock.now()
         async with self._db.transaction() as tx:
-            stmt = update(ParticipationRow).where(ParticipationRow.left_at.is_(None))
-            if connection_prefix:
-                stmt = stmt.where(ParticipationRow.connection_id.startswith(connection_prefix))
-            result = await tx.execute(stmt.values(left_at=self._clock.now()))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            alive = set(
+                (
+                    await tx.execute(
+                        select(PresenceLeaseRow.instance_id).where(PresenceLeaseRow.expires_at > now).distinct()
+                    )
+                ).scalars()
+            )
+            open_stays = (
+                await tx.execute(
+                    select(ParticipationRow.id, ParticipationRow.connection_id).where(
+                        ParticipationRow.left_at.is_(None)
+                    )
+                )
+            ).all()
+            stale = [stay.id for stay in open_stays if all_open or stay.connection_id.split(":", 1)[0] not in alive]
+            if stale:
+                await tx.execute(update(ParticipationRow).where(ParticipationRow.id.in_(stale)).values(left_at=now))
+            return len(stale)
 
     async def participants(self, actor: Actor, consultation_id: int) -> list[Participation]:
         async with self._db.transaction() as tx:
@@ -428,10 +480,12 @@ class ConsultationService:
                     source=source,
                 )
                 await tx.refresh(row)
-                card = await self._card(tx, row)
+                card = await self.card(tx, row)
         if not allowed:
             await self._deny(actor, "consultation.complete", consultation_id, row.patient_id, source)
-        await self._notify_changed(card)
+        await self.notify_changed(card)
+        if self.pairing is not None:
+            await self.pairing.settled(card, [])
         return card.consultation
 
     # -- helpers ----------------------------------------------------------------------------------------------
@@ -457,6 +511,7 @@ class ConsultationService:
                     values["ended_at"] = now
                 if not await repo.transition_consultation(tx, consultation_id, statuses_allowing(transition), values):
                     raise Conflict("the consultation changed meanwhile; reload and try again")
+                closed = await pairing_store.close_offers(tx, consultation_id, OfferStatus.WITHDRAWN, now)
                 repo.audit(
                     tx,
                     at=now,
@@ -469,10 +524,12 @@ class ConsultationService:
                     source=source,
                 )
                 await tx.refresh(row)
-                card = await self._card(tx, row)
+                card = await self.card(tx, row)
         if not allowed:
             await self._deny(actor, action, consultation_id, row.patient_id, source)
-        await self._notify_changed(card)
+        await self.notify_changed(card)
+        if self.pairing is not None:
+            await self.pairing.settled(card, closed)
         return card.consultation
 
     async def _load(self, tx: AsyncSession, consultation_id: int) -> ConsultationRow:
@@ -481,7 +538,7 @@ class ConsultationService:
             raise NotFound("no such consultation")
         return row
 
-    async def _card(self, tx: AsyncSession, row: ConsultationRow) -> RequestCard:
+    async def card(self, tx: AsyncSession, row: ConsultationRow) -> RequestCard:
         patient = await tx.get(PatientRow, row.patient_id)
         facility = await tx.get(FacilityRow, row.requesting_facility_id)
         requester = await tx.get(UserRow, row.requested_by_user_id)
@@ -511,7 +568,7 @@ class ConsultationService:
             row.client_id,
         )
 
-    async def _notify_changed(self, card: RequestCard) -> None:
+    async def notify_changed(self, card: RequestCard) -> None:
         try:
             await self.notifier.consultation_changed(card)
         except Exception:

@@ -9,6 +9,8 @@ from teleconsult.domain.consultation import CaseNote, Consultation
 from teleconsult.domain.vitals import VitalSign
 
 if TYPE_CHECKING:
+    from teleconsult.services.pairing import OfferView, PairingStatus
+    from teleconsult.services.presence import PresenceView
     from teleconsult.services.waveforms import StreamInfo
 
 
@@ -39,6 +41,16 @@ class Notifier(Protocol):
 
     async def heart_rate_derived(self, stream: StreamInfo, bpm: float | None, lead: str, window_s: float) -> None: ...
 
+    async def offer_made(self, offer: OfferView, card: RequestCard) -> None: ...
+
+    async def offer_closed(self, offer: OfferView) -> None: ...
+
+    async def pairing_changed(self, status: PairingStatus) -> None: ...
+
+    async def pairing_escalated(self, status: PairingStatus) -> None: ...
+
+    async def presence_changed(self, presence: PresenceView) -> None: ...
+
 
 class NullNotifier:
     """For the CLI and for services used without a live transport."""
@@ -59,4 +71,19 @@ class NullNotifier:
         return None
 
     async def heart_rate_derived(self, stream: StreamInfo, bpm: float | None, lead: str, window_s: float) -> None:
+        return None
+
+    async def offer_made(self, offer: OfferView, card: RequestCard) -> None:
+        return None
+
+    async def offer_closed(self, offer: OfferView) -> None:
+        return None
+
+    async def pairing_changed(self, status: PairingStatus) -> None:
+        return None
+
+    async def pairing_escalated(self, status: PairingStatus) -> None:
+        return None
+
+    async def presence_changed(self, presence: PresenceView) -> None:
         return None

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -133,8 +134,86 @@ class ConsultationRow(Base):
     recommendation: Mapped[str | None] = mapped_column(Text, nullable=True)
     icd10_code: Mapped[str | None] = mapped_column(String(10), nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # Pairing: raised by every pairing decision, so two processes deciding at once cannot both commit one.
+    pairing_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
-    __table_args__ = (Index("ix_consultations_status_specialty", "status", "specialty"),)
+    __table_args__ = (
+        Index("ix_consultations_status_specialty", "status", "specialty"),
+        Index("ix_consultations_specialist_accepted", "specialist_user_id", "accepted_at"),
+    )
+
+
+class FacilitySupportRow(Base):
+    """A central hospital that supports a facility (and, through the referral line, the facilities below it)."""
+
+    __tablename__ = "facility_support"
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), primary_key=True)
+    hub_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class OnCallShiftRow(Base):
+    """A specialist on call for one specialty at one hub, from starts_at to ends_at (UTC)."""
+
+    __tablename__ = "on_call_shifts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hub_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"))
+    specialty: Mapped[str] = mapped_column(ForeignKey("specialties.code"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_on_call_shifts_specialty_ends", "specialty", "ends_at"),)
+
+
+class SpecialistPresenceRow(Base):
+    """The specialist's own availability toggle; survives reconnects and restarts."""
+
+    __tablename__ = "specialist_presence"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    availability: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PresenceLeaseRow(Base):
+    """A user is connected while a server process holds an unexpired lease for them. A process renews its
+    leases while it runs; a killed process's leases simply run out."""
+
+    __tablename__ = "presence_leases"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    connections: Mapped[int] = mapped_column(Integer, default=1)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class PairingOfferRow(Base):
+    """One offer of one request to one specialist: it rings until deadline_at, then the next is tried."""
+
+    __tablename__ = "pairing_offers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
+    specialist_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    offered_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    handed_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+    __table_args__ = (
+        Index("ix_pairing_offers_status_deadline", "status", "deadline_at"),
+        # A specialist's phone rings for one case at a time, whatever the number of deciding processes.
+        Index(
+            "uq_pairing_offers_one_ringing",
+            "specialist_user_id",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
 
 
 class ParticipationRow(Base):
@@ -247,3 +326,112 @@ class VitalSignRow(Base):
     client_id: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("patient_id", "recorded_by_user_id", "client_id", name="uq_vital_signs_client"),)
+
+
+# -- teleconferences (issue 5, docs/conferences.md) ------------------------------------------------------------
+
+
+class ConferenceRow(Base):
+    """A booked teleconference: one session or a bounded series. ``starts_at``/``ends_at`` are the first
+    session's; ``last_ends_at`` is when the series' last session ends, so time-range queries need no expansion.
+    ``sequence`` is the iCalendar SEQUENCE, raised by every change that is sent to the invitees."""
+
+    __tablename__ = "conferences"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # conference-<id>@<calendar domain>; set in the transaction that creates the row, never changed after.
+    uid: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    title: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(16))
+    host_facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"))
+    organizer_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    tz: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rrule: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16))  # booked | cancelled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_conferences_status_span", "status", "starts_at", "last_ends_at"),)
+
+
+class ConferenceSiteRow(Base):
+    """An invited site (facility); the host facility is on the conference row itself."""
+
+    __tablename__ = "conference_sites"
+    conference_id: Mapped[int] = mapped_column(ForeignKey("conferences.id"), primary_key=True)
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"), primary_key=True)
+
+
+class ConferenceInviteeRow(Base):
+    __tablename__ = "conference_invitees"
+    conference_id: Mapped[int] = mapped_column(ForeignKey("conferences.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    rsvp: Mapped[str] = mapped_column(String(16))
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConferenceAgendaRow(Base):
+    """A case to review, in order, with its presenter."""
+
+    __tablename__ = "conference_agenda"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conference_id: Mapped[int] = mapped_column(ForeignKey("conferences.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), nullable=True)
+    consultation_id: Mapped[int | None] = mapped_column(ForeignKey("consultations.id"), nullable=True)
+    presenter_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+    __table_args__ = (UniqueConstraint("conference_id", "position", name="uq_conference_agenda_position"),)
+
+
+class ConferenceExceptionRow(Base):
+    """One session of a series cancelled or moved. ``recurrence_id`` is the session's original local start, a
+    naive wall-clock time in the conference's zone (what RECURRENCE-ID;TZID=... carries), never UTC."""
+
+    __tablename__ = "conference_exceptions"
+    conference_id: Mapped[int] = mapped_column(ForeignKey("conferences.id"), primary_key=True)
+    recurrence_id: Mapped[datetime] = mapped_column(DateTime(timezone=False), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # cancelled | moved
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CalendarFeedTokenRow(Base):
+    """A user's private calendar feed. Only the SHA-256 of the secret is stored; revoked tokens stay as rows."""
+
+    __tablename__ = "calendar_feed_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConferenceReminderRow(Base):
+    """A reminder sent. ``key`` is the domain's ``ReminderKey.text``: its uniqueness is what makes a reminder go
+    out once however many processes look for due reminders at the same moment."""
+
+    __tablename__ = "conference_reminders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(120), unique=True)
+    conference_id: Mapped[int] = mapped_column(ForeignKey("conferences.id"), index=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    instance_id: Mapped[str] = mapped_column(String(32), default="")
+
+
+class NotificationRow(Base):
+    """An in-app notification. ``text`` never names a patient: it may be shown on a locked screen."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(String(500))
+    conference_id: Mapped[int | None] = mapped_column(ForeignKey("conferences.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)

@@ -104,8 +104,8 @@ def test_killed_server_and_killed_gateway_lose_nothing_and_store_nothing_twice(s
     record = wfdb.rdrecord(str(DATA / "s0010_re"), physical=False)  # 15 leads, 1000 Hz, 38.4 s: 192 frames
     cid, token = consultation_with_token(server)
     outbox = tmp_path / "outbox.sqlite3"
-    # Eight times real time: about five seconds of streaming, long enough to be hit twice.
-    first = gateway(server, "s0010_re", cid, token, outbox, "--speed", "8")
+    # Four times real time: about ten seconds of streaming, long enough to be hit twice on a loaded machine.
+    first = gateway(server, "s0010_re", cid, token, outbox, "--speed", "4")
     restarted: Server | None = None
     try:
         wait_for_frames(server, 30)

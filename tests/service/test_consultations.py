@@ -163,6 +163,8 @@ async def test_request_accept_join_note_close_lands_in_the_record(
     trail = await audit_rows(services, entity_type="consultation", entity_id=str(requested.id))
     assert [(e.action, e.actor_user_id, e.outcome) for e in trail] == [
         ("consultation.create", world.clin_a.user_id, "success"),
+        # Nobody in this world is on call: pairing hands the request to the hub's coordinator at once.
+        ("consultation.escalate", None, "success"),
         ("consultation.accept", world.spec_cardio.user_id, "success"),
         ("consultation.join", world.clin_a.user_id, "success"),
         ("consultation.join", world.spec_cardio.user_id, "success"),
@@ -469,17 +471,21 @@ async def test_a_consultation_under_way_cannot_be_cancelled(services: Services, 
 async def test_stays_left_open_by_a_dead_process_are_closed(services: Services, world: World, clock: FakeClock) -> None:
     cid = await request_cardiology(services, world)
     await services.consultations.accept(world.spec_cardio, cid, source="t")
-    await services.consultations.join(world.clin_a, cid, "node1-sid-a", source="t")
-    await services.consultations.join(world.spec_cardio, cid, "node2-sid-s", source="t")
-    clock.advance(300)
-    restarted_at = clock.now()
-
-    assert await services.consultations.close_stale_participations("node1-") == 1
-    stays = {p.user_id: p.left_at for p in await services.consultations.participants(world.clin_a, cid)}
-    assert stays == {world.clin_a.user_id: restarted_at, world.spec_cardio.user_id: None}
-
+    await services.presence.hold("node1", world.clin_a.user_id)
+    await services.presence.hold("node2", world.spec_cardio.user_id)
+    await services.consultations.join(world.clin_a, cid, "node1:sid-a", source="t")
+    await services.consultations.join(world.spec_cardio, cid, "node2:sid-s", source="t")
+    # node2 keeps renewing its leases; node1 was killed and its lease runs out.
+    for _ in range(4):
+        clock.advance(10)
+        await services.presence.renew("node2", [world.spec_cardio.user_id])
     assert await services.consultations.close_stale_participations() == 1
+    stays = {p.user_id: p.left_at for p in await services.consultations.participants(world.clin_a, cid)}
+    assert stays == {world.clin_a.user_id: clock.now(), world.spec_cardio.user_id: None}
     assert await services.consultations.close_stale_participations() == 0
+
+    await services.presence.release_instance("node2")  # node2 shut down cleanly
+    assert await services.consultations.close_stale_participations() == 1
     assert await count(services, ParticipationRow, ParticipationRow.left_at.is_(None)) == 0
 
 

@@ -111,6 +111,11 @@ async def connect(live: Live) -> AsyncIterator[Connect]:
             "stream.closed",
             "vitals.added",
             "stream.heart_rate",
+            "pairing.offer",
+            "pairing.offer_closed",
+            "pairing.status",
+            "pairing.escalated",
+            "presence.updated",
         ):
             client.on(name, _recorder(peer, name))
         client.on("disconnect", _recorder(peer, "disconnect"))

@@ -38,3 +38,14 @@ def test_nonsense_limits_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TELECONSULT_DEFAULT_LOCALE", "fr")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_the_audit_trail_believes_x_forwarded_for_only_from_a_trusted_proxy() -> None:
+    from teleconsult.netaddr import forwarded_client
+
+    proxy = ["10.0.0.5"]
+    assert forwarded_client("10.0.0.5", "203.0.113.9", proxy) == "203.0.113.9"
+    # A client may send its own header; the proxy appends the address it saw last.
+    assert forwarded_client("10.0.0.5", "1.2.3.4, 203.0.113.9", proxy) == "203.0.113.9"
+    assert forwarded_client("198.51.100.7", "1.2.3.4", proxy) == "198.51.100.7"
+    assert forwarded_client("10.0.0.5", "", proxy) == "10.0.0.5"
