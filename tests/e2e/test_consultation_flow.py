@@ -20,7 +20,9 @@ REMOTE_VIDEO_PLAYING = """() => [...document.querySelectorAll('video.remote-vide
     .some(v => v.videoWidth > 0 && !v.paused && v.readyState >= 2)"""
 
 
-async def remote_video_playing(page: Page, timeout_ms: int = 20_000) -> None:
+async def remote_video_playing(page: Page, timeout_ms: int = 45_000) -> None:
+    # Generous: with two test processes on two cores, two Chromium peers plus a server can take a while to
+    # gather, connect and decode a first frame; a call that never plays still fails.
     await page.wait_for_function(REMOTE_VIDEO_PLAYING, timeout=timeout_ms)
 
 

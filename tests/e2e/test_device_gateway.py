@@ -104,8 +104,10 @@ def test_killed_server_and_killed_gateway_lose_nothing_and_store_nothing_twice(s
     record = wfdb.rdrecord(str(DATA / "s0010_re"), physical=False)  # 15 leads, 1000 Hz, 38.4 s: 192 frames
     cid, token = consultation_with_token(server)
     outbox = tmp_path / "outbox.sqlite3"
-    # Four times real time: about ten seconds of streaming, long enough to be hit twice on a loaded machine.
-    first = gateway(server, "s0010_re", cid, token, outbox, "--speed", "4")
+    # Twice real time: about twenty seconds of streaming. The frames produced while the server is down are
+    # flushed at once when it is back, so the stream must outlast a slow restart on a loaded machine and
+    # still be mid-way when the gateway is killed.
+    first = gateway(server, "s0010_re", cid, token, outbox, "--speed", "2")
     restarted: Server | None = None
     try:
         wait_for_frames(server, 30)
