@@ -489,6 +489,256 @@ class PresenceUpdated(_Model):
     presence: PresenceOut
 
 
+# --- the conference room (multi-site teleconferences through the SFU) --------------------------------------------
+
+
+class ConferenceSessionOut(_Model):
+    id: int
+    conference_id: int
+    title: str
+    purpose: str
+    starts_at: str = Field(description="ISO 8601, UTC")
+    ends_at: str = Field(description="ISO 8601, UTC")
+    status: str = Field(description="open | closed")
+    current_position: int | None = Field(description="the agenda case under discussion")
+    media: bool = Field(description="video runs through the SFU on this server")
+
+
+class ConferenceNoteOut(_Model):
+    id: int
+    session_id: int
+    agenda_item_id: int
+    author_user_id: int
+    author_name: str
+    text: str
+    created_at: str = Field(description="ISO 8601, UTC")
+    client_id: str
+
+
+class ConferenceDecisionOut(_Model):
+    session_id: int
+    agenda_item_id: int
+    recommendation: str
+    icd10: str
+    outcome: str = Field(description="manage_locally, further_investigation, transfer, review_again, other")
+    version: int
+    decided_by_user_id: int
+    decided_by_name: str
+    decided_at: str = Field(description="ISO 8601, UTC")
+
+
+class ConferenceVitalOut(_Model):
+    kind: str
+    value: float
+    value2: float | None = None
+    unit: str
+    observed_at: str
+
+
+class ConferenceCaseOut(_Model):
+    """One agenda case with the record summary shown while it is discussed (participants only)."""
+
+    item_id: int
+    position: int
+    presenter_user_id: int
+    presenter_name: str
+    patient_id: int
+    patient_name: str
+    patient_age: int
+    patient_sex: str
+    consultation_id: int | None = None
+    specialty: str | None = None
+    urgency: str | None = None
+    summary: str
+    vitals: list[ConferenceVitalOut]
+    notes: list[ConferenceNoteOut]
+    decision: ConferenceDecisionOut | None = None
+
+
+class ConferenceParticipantOut(_Model):
+    user_id: int
+    display_name: str
+    facility_id: int
+    facility_name: str
+
+
+class ConferencePublisherOut(_Model):
+    publisher_id: int = Field(description="the SFU's id of this participant's stream; subscribe with it")
+    user_id: int
+    display_name: str
+    facility_name: str
+    audio_only: bool
+
+
+class LobbyOut(_Model):
+    session_id: int
+    user_id: int
+    display_name: str
+    facility_name: str
+    role: str
+    status: str = Field(description="waiting | admitted | refused")
+    asked_at: str
+
+
+class ConferenceStreamOut(_Model):
+    mid: str
+    publisher_id: int | None = None
+    type: str = Field(description="audio | video | data")
+
+
+class ConferenceEnter(_Model):
+    conference_id: int = Field(gt=0)
+
+
+class ConferenceEnterAck(Ack):
+    entry: Literal["enter", "lobby", "closed"] | None = None
+    session: ConferenceSessionOut | None = None
+    is_host: bool = False
+    opens_at: str | None = Field(default=None, description="when the next session's room opens (closed)")
+    cases: list[ConferenceCaseOut] = Field(default_factory=list)
+    participants: list[ConferenceParticipantOut] = Field(default_factory=list)
+    publishers: list[ConferencePublisherOut] = Field(default_factory=list)
+    lobby: list[LobbyOut] = Field(default_factory=list, description="the host's view of who waits")
+    ice_servers: list[IceServer] = Field(default_factory=list)
+
+
+class ConferenceSessionRef(_Model):
+    session_id: int = Field(gt=0)
+
+
+class ConferenceAdmit(_Model):
+    session_id: int = Field(gt=0)
+    user_id: int = Field(gt=0)
+    admit: bool
+
+
+class ConferenceAdmitAck(Ack):
+    admission: LobbyOut | None = None
+
+
+class ConferenceCase(_Model):
+    session_id: int = Field(gt=0)
+    position: int = Field(ge=1, le=1000)
+
+
+class ConferenceNote(_Model):
+    session_id: int = Field(gt=0)
+    agenda_item_id: int = Field(gt=0)
+    client_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=20_000)
+
+
+class ConferenceNoteAck(Ack):
+    note: ConferenceNoteOut | None = None
+
+
+class ConferenceDecide(_Model):
+    session_id: int = Field(gt=0)
+    agenda_item_id: int = Field(gt=0)
+    recommendation: str = Field(min_length=1, max_length=20_000)
+    icd10: str = Field(min_length=1, max_length=16)
+    outcome: str = Field(min_length=1, max_length=32)
+    expected_version: int = Field(ge=0, description="the version the writer saw; 0 when there was none")
+
+
+class ConferenceDecideAck(Ack):
+    decision: ConferenceDecisionOut | None = None
+
+
+class ConferencePublish(_Model):
+    session_id: int = Field(gt=0)
+    description: SessionDescription = Field(description="the site's offer: one audio and at most one video stream")
+    audio_only: bool = False
+
+
+class ConferencePublishAck(Ack):
+    description: SessionDescription | None = None
+    publisher_id: int | None = None
+
+
+class ConferenceSubscribe(_Model):
+    session_id: int = Field(gt=0)
+    publisher_ids: list[int] = Field(min_length=1, max_length=100)
+
+
+class ConferenceSubscribeAck(Ack):
+    description: SessionDescription | None = Field(default=None, description="the SFU's offer; answer it")
+    streams: list[ConferenceStreamOut] = Field(default_factory=list)
+    subscription_id: int | None = None
+
+
+class ConferenceStart(_Model):
+    session_id: int = Field(gt=0)
+    subscription_id: int = Field(gt=0)
+    description: SessionDescription
+
+
+class ConferenceLayer(_Model):
+    session_id: int = Field(gt=0)
+    subscription_id: int = Field(gt=0)
+    mid: str = Field(min_length=1, max_length=16)
+    substream: int = Field(ge=0, le=2, description="simulcast layer: 0 is the lightest")
+    temporal: int = Field(default=2, ge=0, le=2)
+
+
+class ConferenceEntered(_Model):
+    session_id: int
+    participant: ConferenceParticipantOut
+
+
+class ConferenceLeft(_Model):
+    session_id: int
+    user_id: int
+    facility_id: int
+
+
+class ConferencePublished(_Model):
+    session_id: int
+    publisher: ConferencePublisherOut
+
+
+class ConferenceUnpublished(_Model):
+    session_id: int
+    publisher_id: int
+
+
+class ConferenceKnock(_Model):
+    entry: LobbyOut
+
+
+class ConferenceAdmission(_Model):
+    entry: LobbyOut
+
+
+class ConferenceCaseChanged(_Model):
+    session_id: int
+    position: int
+
+
+class ConferenceNoteAdded(_Model):
+    note: ConferenceNoteOut
+
+
+class ConferenceDecided(_Model):
+    decision: ConferenceDecisionOut
+
+
+class ConferenceEnded(_Model):
+    session_id: int
+
+
+class NotificationOut(_Model):
+    id: int
+    kind: str
+    text: str
+    conference_id: int | None = None
+    created_at: str
+
+
+class NotificationNew(_Model):
+    notification: NotificationOut
+
+
 CLIENT_EVENTS: dict[str, tuple[type[_Model], type[Ack]]] = {
     "room.join": (RoomJoin, RoomJoinAck),
     "room.leave": (RoomLeave, Ack),
@@ -507,6 +757,18 @@ CLIENT_EVENTS: dict[str, tuple[type[_Model], type[Ack]]] = {
     "pairing.hand": (PairingHand, PairingHandAck),
     "pairing.queue": (PairingQueue, PairingQueueAck),
     "presence.set": (PresenceSet, PresenceSetAck),
+    "conference.enter": (ConferenceEnter, ConferenceEnterAck),
+    "conference.leave": (ConferenceSessionRef, Ack),
+    "conference.admit": (ConferenceAdmit, ConferenceAdmitAck),
+    "conference.case": (ConferenceCase, Ack),
+    "conference.note": (ConferenceNote, ConferenceNoteAck),
+    "conference.decide": (ConferenceDecide, ConferenceDecideAck),
+    "conference.end": (ConferenceSessionRef, Ack),
+    "conference.publish": (ConferencePublish, ConferencePublishAck),
+    "conference.unpublish": (ConferenceSessionRef, Ack),
+    "conference.subscribe": (ConferenceSubscribe, ConferenceSubscribeAck),
+    "conference.start": (ConferenceStart, Ack),
+    "conference.layer": (ConferenceLayer, Ack),
 }
 
 # Events whose payload is one binary frame rather than a JSON object.
@@ -531,6 +793,17 @@ SERVER_EVENTS: dict[str, type[_Model]] = {
     "pairing.status": PairingStatusChanged,
     "pairing.escalated": PairingStatusChanged,
     "presence.updated": PresenceUpdated,
+    "conference.entered": ConferenceEntered,
+    "conference.left": ConferenceLeft,
+    "conference.published": ConferencePublished,
+    "conference.unpublished": ConferenceUnpublished,
+    "conference.knock": ConferenceKnock,
+    "conference.admission": ConferenceAdmission,
+    "conference.case": ConferenceCaseChanged,
+    "conference.note_added": ConferenceNoteAdded,
+    "conference.decided": ConferenceDecided,
+    "conference.ended": ConferenceEnded,
+    "notification.new": NotificationNew,
 }
 
 

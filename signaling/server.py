@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeout
 
 from signaling import events as ev
+from signaling.conference import ConferenceSignaling
 from signaling.rooms import LocalRooms, Member, RedisRooms, RoomDirectory, TokenBucket
 from signaling.serialize import (
     candidate_presence,
@@ -38,6 +39,7 @@ from teleconsult.domain.people import Actor, Role
 from teleconsult.domain.vitals import VitalSign
 from teleconsult.netaddr import forwarded_client
 from teleconsult.services import Services
+from teleconsult.services.conferences import NotificationView
 from teleconsult.services.notify import RequestCard
 from teleconsult.services.pairing import OfferView, PairingStatus
 from teleconsult.services.presence import PresenceView
@@ -114,6 +116,8 @@ class SignalingServer:
             "pairing.queue": self._pairing_queue,
             "presence.set": self._presence_set,
         }
+        self.conference = ConferenceSignaling(self)
+        self._handlers.update(self.conference.handlers())
         # Users with at least one connection on this process: their presence leases are renewed here.
         self._local_users: dict[int, int] = {}
         self.sio.on("connect", self._connect)
@@ -123,6 +127,20 @@ class SignalingServer:
                 self.sio.on(name, self._dispatcher(name))
         self.sio.on("stream.frame", self._frame)
         self.sio.on("*", self._unknown)
+
+    @property
+    def services(self) -> Services:
+        return self._services
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    async def fresh_actor(self, sid: str, session: dict[str, Any]) -> Actor:
+        return await self._fresh_actor(sid, session)
+
+    def ice_servers(self, actor: Actor) -> list[dict[str, Any]]:
+        return self._ice_servers(actor)
 
     def attach(self, app: Any) -> None:
         self.sio.attach(app, socketio_path="socket.io")
@@ -173,6 +191,7 @@ class SignalingServer:
         self._sources.pop(sid, None)
         for consultation_id in self.rooms.rooms_of(sid):
             await self._remove_member(consultation_id, sid)
+        await self.conference.disconnected(sid)
 
     def _token_from(self, environ: dict[str, Any], auth: Any) -> str | None:
         if isinstance(auth, dict) and isinstance(auth.get("token"), str):
@@ -582,6 +601,19 @@ class SignalingServer:
     async def presence_changed(self, presence: PresenceView) -> None:
         payload = ev.wire(ev.PresenceUpdated(presence=presence_out(presence)))
         await self.sio.emit("presence.updated", payload, room=[hub_room(presence.hub_id), f"user:{presence.user_id}"])
+
+    async def conference_ended(self, session_id: int) -> None:
+        await self.conference.ended(session_id)
+
+    async def notified(self, user_id: int, notification: NotificationView) -> None:
+        out = ev.NotificationOut(
+            id=notification.id,
+            kind=notification.kind,
+            text=notification.text,
+            conference_id=notification.conference_id,
+            created_at=notification.created_at.isoformat(),
+        )
+        await self.sio.emit("notification.new", ev.wire(ev.NotificationNew(notification=out)), room=f"user:{user_id}")
 
 
 @dataclass

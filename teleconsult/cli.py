@@ -47,9 +47,18 @@ def build_app(settings: Settings, clock: Clock | None = None) -> Any:
     services.metrics.watch(signaling.connection_count, signaling.rooms.room_count)
 
     async def on_startup(_app: web.Application) -> None:
+        if settings.janus_url:
+            from teleconsult.sfu import JanusClient
+
+            # Connected on first use (and again after a Janus restart): a server whose SFU is down still
+            # serves everything else, and conferences still have notes, decisions and attendance.
+            services.conference_room.sfu = JanusClient(
+                settings.janus_url, api_secret=settings.janus_api_secret, admin_key=settings.janus_admin_key
+            )
         services.waveforms.start()
         services.pairing.start()
         services.conferences.start()
+        services.conference_room.start()
         signaling.start()
         closed = await services.consultations.close_stale_participations(all_open=not settings.redis_url)
         if closed:
@@ -58,7 +67,10 @@ def build_app(settings: Settings, clock: Clock | None = None) -> Any:
     async def on_cleanup(_app: web.Application) -> None:
         await services.pairing.close()
         await services.conferences.close()
+        await services.conference_room.close()
         await signaling.close()
+        if services.conference_room.sfu is not None:
+            await services.conference_room.sfu.close()
         await services.waveforms.close()
         await db.dispose()
 

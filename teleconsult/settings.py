@@ -110,6 +110,15 @@ class Settings(BaseSettings):
     conference_late_after_minutes: int = Field(default=10, ge=0, le=120)
     conference_max_occurrences: int = Field(default=200, ge=1, le=1000)
     conference_max_duration_h: float = Field(default=8.0, gt=0, le=24)
+    conference_max_publishers: int = Field(default=16, ge=2, le=100, description="sites sending video at once")
+    conference_publisher_bitrate: int = Field(
+        default=512_000, ge=32_000, le=4_000_000, description="bit/s Janus asks each site's upload to stay under"
+    )
+    # The SFU (Janus VideoRoom over its HTTP API, docs/sfu.md). Unset: conferences have notes, decisions and
+    # attendance but no video. The secrets never reach a browser.
+    janus_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8088/janus")
+    janus_api_secret: str | None = None
+    janus_admin_key: str | None = None
     calendar_domain: str = Field(default="teleconsult.local", pattern=r"^[A-Za-z0-9.-]{1,200}$")
 
     @field_validator("default_locale")

@@ -39,6 +39,8 @@ import aiohttp
 
 log = logging.getLogger(__name__)
 
+NO_SUCH_SESSION = 458  # Janus's JANUS_ERROR_SESSION_NOT_FOUND
+
 VIDEOROOM = "janus.plugin.videoroom"
 
 
@@ -127,6 +129,8 @@ class JanusClient:
         self._handles: dict[int, Handle] = {}
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lost = False  # Janus forgot our session (it restarted, or we were idle past its timeout)
+        self._connecting = asyncio.Lock()
 
     # -- session ------------------------------------------------------------------------------------------------
 
@@ -143,6 +147,22 @@ class JanusClient:
             task = asyncio.create_task(loop(), name=f"janus-{loop.__name__}-{self.session_id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    @property
+    def connected(self) -> bool:
+        return self.session_id is not None and not self._lost
+
+    async def ensure_connected(self) -> None:
+        """(Re)create our Janus session if there is none or Janus lost it. Handles of the old session are gone:
+        their participants publish and subscribe again."""
+        async with self._connecting:
+            if self.connected:
+                return
+            if self.session_id is not None:
+                await self.close()
+            self._lost = False
+            self._handles.clear()
+            await self.connect()
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -198,6 +218,27 @@ class JanusClient:
         VP8 is the codec Janus simulcasts (the publisher sends up to three layers, each subscriber picks one).
         """
         access = RoomAccess(room or 1 + secrets.randbelow(2**52), secrets.token_urlsafe(24), secrets.token_urlsafe(16))
+        await self._create(access, description, publishers, bitrate, videocodec, audiocodec, fir_freq)
+        return access
+
+    async def recreate_room(
+        self, access: RoomAccess, *, description: str = "", publishers: int = 12, bitrate: int = 256_000
+    ) -> RoomAccess:
+        """The same room (id, secret, pin) again, after Janus restarted and forgot it. Raises JanusError if it
+        exists already (another of our processes recreated it first)."""
+        await self._create(access, description, publishers, bitrate, "vp8", "opus", 10)
+        return access
+
+    async def _create(
+        self,
+        access: RoomAccess,
+        description: str,
+        publishers: int,
+        bitrate: int,
+        videocodec: str,
+        audiocodec: str,
+        fir_freq: int,
+    ) -> None:
         handle = await self.attach()
         try:
             await self._sync(
@@ -223,7 +264,6 @@ class JanusClient:
             )
         finally:
             await self.detach(handle)
-        return access
 
     async def destroy_room(self, access: RoomAccess) -> None:
         """Janus tells every participant (``destroyed``) and hangs up their PeerConnections."""
@@ -429,6 +469,10 @@ class JanusClient:
                 await asyncio.sleep(1.0)
                 continue
             for event in payload if isinstance(payload, list) else [payload]:
+                if event.get("janus") == "error" and int(event.get("error", {}).get("code", 0)) == NO_SUCH_SESSION:
+                    log.warning("Janus lost our session; it is created again on next use")
+                    self._lost = True
+                    return
                 self._dispatch(event)
 
     def _dispatch(self, event: dict[str, Any]) -> None:
@@ -454,5 +498,10 @@ class JanusClient:
                 await self._post(self._session_url, {"janus": "keepalive"})
             except asyncio.CancelledError:
                 raise
-            except (JanusError, aiohttp.ClientError, TimeoutError) as exc:
+            except JanusError as exc:
+                if exc.code == NO_SUCH_SESSION:
+                    self._lost = True
+                    return
+                log.warning("Janus keepalive failed: %s", exc)
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("Janus keepalive failed: %s", exc)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from teleconsult.clock import Clock
 from teleconsult.services.auth import AuthService
+from teleconsult.services.conference_room import ConferenceRoomService
 from teleconsult.services.conferences import ConferenceService
 from teleconsult.services.consultations import ConsultationService
 from teleconsult.services.directory import DirectoryService
@@ -39,12 +40,14 @@ class Services:
     network: NetworkService
     metrics: Metrics
     conferences: ConferenceService
+    conference_room: ConferenceRoomService
 
     def set_notifier(self, notifier: Notifier) -> None:
         self.consultations.notifier = notifier
         self.pairing.notifier = notifier
         self.vitals.notifier = notifier
         self.waveforms.notifier = notifier
+        self.conference_room.notifier = notifier
 
 
 def build_services(settings: Settings, db: Database, clock: Clock, notifier: Notifier | None = None) -> Services:
@@ -69,4 +72,5 @@ def build_services(settings: Settings, db: Database, clock: Clock, notifier: Not
         network=NetworkService(db, clock, settings),
         metrics=metrics,
         conferences=ConferenceService(db, clock, settings),
+        conference_room=ConferenceRoomService(db, clock, settings, notifier),
     )

@@ -9,6 +9,7 @@ from teleconsult.domain.consultation import CaseNote, Consultation
 from teleconsult.domain.vitals import VitalSign
 
 if TYPE_CHECKING:
+    from teleconsult.services.conferences import NotificationView
     from teleconsult.services.pairing import OfferView, PairingStatus
     from teleconsult.services.presence import PresenceView
     from teleconsult.services.waveforms import StreamInfo
@@ -51,6 +52,10 @@ class Notifier(Protocol):
 
     async def presence_changed(self, presence: PresenceView) -> None: ...
 
+    async def conference_ended(self, session_id: int) -> None: ...
+
+    async def notified(self, user_id: int, notification: NotificationView) -> None: ...
+
 
 class NullNotifier:
     """For the CLI and for services used without a live transport."""
@@ -86,4 +91,10 @@ class NullNotifier:
         return None
 
     async def presence_changed(self, presence: PresenceView) -> None:
+        return None
+
+    async def conference_ended(self, session_id: int) -> None:
+        return None
+
+    async def notified(self, user_id: int, notification: NotificationView) -> None:
         return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +15,7 @@ from teleconsult.domain.consultation import CaseNote, Consultation, Participatio
 from teleconsult.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from teleconsult.domain.patients import Patient, PatientDraft, fold_for_search, validate_patient
 from teleconsult.domain.people import Actor
+from teleconsult.services.conference_room import ConferenceReview, reviews_of
 from teleconsult.settings import Settings
 from teleconsult.storage import repositories as repo
 from teleconsult.storage.db import Database
@@ -42,6 +43,7 @@ class PatientRecord:
     patient: Patient
     registered_by: str
     consultations: list[ConsultationEntry]
+    reviews: list[ConferenceReview] = field(default_factory=list)  # teleconference notes and decisions
 
 
 class PatientService:
@@ -173,7 +175,8 @@ class PatientService:
                     outcome="success",
                     source=source,
                 )
-                return PatientRecord(repo.to_patient(row), facility.name if facility else "", entries)
+                reviews = await reviews_of(tx, patient_id) if with_history else []
+                return PatientRecord(repo.to_patient(row), facility.name if facility else "", entries, reviews)
         await self._deny(actor, "patient.read", patient_id, source)
         raise AssertionError("unreachable")
 

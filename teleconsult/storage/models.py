@@ -435,3 +435,96 @@ class NotificationRow(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)
+
+
+# -- the conference room (issue 5): one live session per occurrence ----------------------------------------------
+
+
+class ConferenceSessionRow(Base):
+    """One occurrence of a conference, live or over. Opened by the first person to enter it, closed by the host
+    or when its time is up. ``sfu_room``/``sfu_secret``/``sfu_pin`` are the Janus VideoRoom's id and secrets:
+    only servers read them; no event or page ever carries them."""
+
+    __tablename__ = "conference_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conference_id: Mapped[int] = mapped_column(ForeignKey("conferences.id"))
+    # The occurrence's original local start in the conference's zone (RECURRENCE-ID), naive wall-clock time.
+    recurrence_id: Mapped[datetime] = mapped_column(DateTime(timezone=False))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))  # open | closed
+    current_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sfu_room: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sfu_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    sfu_pin: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("conference_id", "recurrence_id", name="uq_conference_sessions_occurrence"),
+        Index("ix_conference_sessions_status_ends", "status", "ends_at"),
+    )
+
+
+class ConferenceAdmissionRow(Base):
+    """Someone waiting in the lobby of a session, and the host's answer."""
+
+    __tablename__ = "conference_admissions"
+    session_id: Mapped[int] = mapped_column(ForeignKey("conference_sessions.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # waiting | admitted | refused
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    decided_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+
+
+class ConferenceAttendanceRow(Base):
+    """One stay of one person (one connection) in a session. ``facility_id`` is the site they joined from.
+    ``connection_id`` is ``<process instance>:<socket id>``: a killed process's stays are closed by lease."""
+
+    __tablename__ = "conference_attendance"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("conference_sessions.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    facility_id: Mapped[int] = mapped_column(ForeignKey("facilities.id"))
+    connection_id: Mapped[str] = mapped_column(String(96))
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConferenceNoteRow(Base):
+    """A case note written in a conference about one agenda case: part of that patient's record."""
+
+    __tablename__ = "conference_notes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("conference_sessions.id"))
+    agenda_item_id: Mapped[int] = mapped_column(ForeignKey("conference_agenda.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    author_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    client_id: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "author_user_id", "client_id", name="uq_conference_notes_client"),
+        Index("ix_conference_notes_session_item", "session_id", "agenda_item_id"),
+    )
+
+
+class ConferenceDecisionRow(Base):
+    """The conference's decision on one case in one session: part of that patient's record. ``version`` rises
+    with each change; a change names the version it replaces, so two editors cannot silently overwrite."""
+
+    __tablename__ = "conference_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("conference_sessions.id"))
+    agenda_item_id: Mapped[int] = mapped_column(ForeignKey("conference_agenda.id"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    recommendation: Mapped[str] = mapped_column(Text)
+    icd10: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(24))
+    version: Mapped[int] = mapped_column(Integer)
+    decided_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("session_id", "agenda_item_id", name="uq_conference_decisions_case"),)
