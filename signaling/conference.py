@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_AUDIO_LINES, MAX_VIDEO_LINES = 1, 1
+PUBLISH_UP_TIMEOUT_S = 30.0
 
 
 def conference_room(session_id: int) -> str:
@@ -287,18 +288,29 @@ class ConferenceSignaling:
             facility_name=stay.facility_name if stay else "",
             audio_only=msg.audio_only,
         )
-        await self._sio.emit(
-            "conference.published",
-            ev.wire(ev.ConferencePublished(session_id=msg.session_id, publisher=publisher)),
-            room=conference_room(msg.session_id),
-            skip_sid=sid,
-        )
+        self._server.spawn(self._announce_when_up(sid, msg.session_id, media.publisher, publisher))
         return _dump(
             ev.ConferencePublishAck(
                 ok=True,
                 description=ev.SessionDescription(type="answer", sdp=str(answer["sdp"])),
                 publisher_id=media.publisher.publisher_id,
             )
+        )
+
+    async def _announce_when_up(
+        self, sid: str, session_id: int, handle_of: Publisher, publisher: ev.ConferencePublisherOut
+    ) -> None:
+        """Tell the room once Janus has the site's media (before that a subscription to it is refused)."""
+        try:
+            await handle_of.handle.wait_for("webrtcup", timeout=PUBLISH_UP_TIMEOUT_S)
+        except TimeoutError:
+            log.info("a site's stream never reached the SFU")
+            return
+        await self._sio.emit(
+            "conference.published",
+            ev.wire(ev.ConferencePublished(session_id=session_id, publisher=publisher)),
+            room=conference_room(session_id),
+            skip_sid=sid,
         )
 
     async def _unpublish(self, sid: str, session: dict[str, Any], msg: ev.ConferenceSessionRef) -> dict[str, Any]:

@@ -258,6 +258,9 @@ class SignalingServer:
         await asyncio.sleep(0.5)
         await self.sio.disconnect(sid)
 
+    def spawn(self, coro: Any) -> None:
+        self._spawn(coro)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)

@@ -13,6 +13,7 @@ import socketio
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from signaling import events as ev
 from teleconsult.cli import build_app
 from teleconsult.seed import DEMO_PASSWORD, seed_demo
 from teleconsult.settings import Settings
@@ -97,26 +98,7 @@ async def connect(live: Live) -> AsyncIterator[Connect]:
         client = socketio.AsyncClient(reconnection=False)
         peer = Peer(client)
 
-        for name in (
-            "room.peer_joined",
-            "room.peer_left",
-            "rtc.signal",
-            "note.added",
-            "consultation.updated",
-            "room.closed",
-            "room.replaced",
-            "session.expired",
-            "stream.opened",
-            "stream.frame",
-            "stream.closed",
-            "vitals.added",
-            "stream.heart_rate",
-            "pairing.offer",
-            "pairing.offer_closed",
-            "pairing.status",
-            "pairing.escalated",
-            "presence.updated",
-        ):
+        for name in ev.SERVER_EVENTS:
             client.on(name, _recorder(peer, name))
         client.on("disconnect", _recorder(peer, "disconnect"))
         await client.connect(

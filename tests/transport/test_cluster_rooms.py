@@ -36,7 +36,7 @@ async def _redis_up() -> None:
 async def cluster(sqlite_settings: Settings, aiohttp_server: Any) -> AsyncIterator[tuple[Live, Live]]:
     await _redis_up()
     settings = sqlite_settings.model_copy(
-        update={"redis_url": REDIS_URL, "redis_prefix": f"test-{uuid.uuid4().hex[:10]}", "presence_lease_s": 3.0}
+        update={"redis_url": REDIS_URL, "redis_prefix": f"test-{uuid.uuid4().hex[:10]}", "presence_lease_s": 6.0}
     )
     a = await aiohttp_server(build_app(settings))
     b = await aiohttp_server(build_app(settings))
@@ -107,8 +107,8 @@ async def test_rejoining_on_the_other_process_replaces_the_ghost(cluster: tuple[
         left = await clinician.next("room.peer_left", 10)
         assert left["peer_id"] == ghost["peer_id"]
         assert ghost["peer_id"] not in [p["peer_id"] for p in fresh["participants"]]
-        # The ghost stays out even after its process renews its members.
-        await asyncio.sleep(1.5)
+        # The ghost stays out even after its process renews its members (every lease / 3 = 2 s).
+        await asyncio.sleep(2.5)
         refused = await clinician.call(
             "rtc.signal", {"consultation_id": cid, "to": ghost["peer_id"], "description": {"type": "offer", "sdp": ""}}
         )
