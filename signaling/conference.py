@@ -18,17 +18,10 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from signaling import events as ev
-from teleconsult.domain.errors import PermissionDenied, ValidationFailed
+from teleconsult.domain.errors import PermissionDenied, Unavailable, ValidationFailed
 from teleconsult.domain.people import Actor
-from teleconsult.services.conference_room import (
-    AgendaCase,
-    DecisionView,
-    Entered,
-    LobbyEntry,
-    NoteView,
-    Stay,
-    Unavailable,
-)
+from teleconsult.services.conference_records import AgendaCase, DecisionView, NoteView, Stay
+from teleconsult.services.conference_room import Entered, LobbyEntry
 from teleconsult.sfu import JanusClient, JanusError, Publisher, Subscription
 
 if TYPE_CHECKING:

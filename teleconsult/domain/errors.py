@@ -36,3 +36,9 @@ class Conflict(DomainError):
 
 class RoomFull(DomainError):
     code = "room_full"
+
+
+class Unavailable(DomainError):
+    """A component the action needs (the SFU, say) is not configured or not reachable; retry later."""
+
+    code = "unavailable"

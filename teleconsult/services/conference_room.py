@@ -18,12 +18,9 @@ signaling layer, and only for someone who is in the room right now; they never l
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 from sqlalchemy import select, update
@@ -33,8 +30,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from teleconsult.clock import Clock
 from teleconsult.domain import conference as dom
 from teleconsult.domain import conference_room as room
-from teleconsult.domain.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+from teleconsult.domain.errors import Conflict, NotFound, PermissionDenied, Unavailable, ValidationFailed
 from teleconsult.domain.people import Actor, Role
+from teleconsult.services.conference_records import (
+    AgendaCase,
+    AttendanceLine,
+    DecisionView,
+    NoteView,
+    Stay,
+    VitalView,
+    age,
+    attendance_lines,
+    decision_view,
+    note_view,
+    to_csv,
+)
 from teleconsult.services.notify import Notifier, NullNotifier
 from teleconsult.settings import Settings
 from teleconsult.sfu import JanusClient, JanusError, RoomAccess
@@ -66,10 +76,6 @@ WAITING, ADMITTED, REFUSED = "waiting", "admitted", "refused"
 RECENT_VITALS = 8
 
 
-class Unavailable(DomainError):
-    code = "unavailable"
-
-
 @dataclass(frozen=True, slots=True)
 class SessionView:
     id: int
@@ -82,63 +88,6 @@ class SessionView:
     current_position: int | None
     host_facility_id: int
     media: bool  # an SFU is configured for this server
-
-
-@dataclass(frozen=True, slots=True)
-class NoteView:
-    id: int
-    session_id: int
-    agenda_item_id: int
-    patient_id: int
-    author_user_id: int
-    author_name: str
-    text: str
-    created_at: datetime
-    client_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionView:
-    session_id: int
-    agenda_item_id: int
-    patient_id: int
-    recommendation: str
-    icd10: str
-    outcome: room.Outcome
-    version: int
-    decided_by_user_id: int
-    decided_by_name: str
-    decided_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class VitalView:
-    kind: str
-    value: float
-    value2: float | None
-    unit: str
-    observed_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AgendaCase:
-    """One case to review, with the record summary the room shows while it is discussed."""
-
-    item_id: int
-    position: int
-    presenter_user_id: int
-    presenter_name: str
-    patient_id: int
-    patient_name: str
-    patient_age: int
-    patient_sex: str
-    consultation_id: int | None
-    specialty: str | None
-    urgency: str | None
-    summary: str
-    vitals: tuple[VitalView, ...]
-    notes: tuple[NoteView, ...]
-    decision: DecisionView | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,42 +112,6 @@ class Entered:
     opens_at: datetime | None
     cases: tuple[AgendaCase, ...] = ()
     lobby: tuple[LobbyEntry, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Stay:
-    session_id: int
-    user_id: int
-    display_name: str
-    facility_id: int
-    facility_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class AttendanceLine:
-    session_id: int
-    session_starts_at: datetime
-    user_id: int
-    display_name: str
-    role: str
-    facility_id: int
-    facility_name: str
-    first_joined: datetime
-    last_left: datetime | None
-    minutes_present: int
-    stays: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConferenceReview:
-    """A conference's notes and decision about one patient, as the patient's record shows them."""
-
-    conference_id: int
-    title: str
-    session_id: int
-    session_starts_at: datetime
-    decision: DecisionView | None
-    notes: tuple[NoteView, ...]
 
 
 class ConferenceRoomService:
@@ -524,7 +437,7 @@ class ConferenceRoomService:
                 )
             ).scalar_one_or_none()
             if existing is not None:  # a resend after a dropped link
-                return _note_view(existing, actor.display_name)
+                return note_view(existing, actor.display_name)
             row = ConferenceNoteRow(
                 session_id=session_id,
                 agenda_item_id=item.id,
@@ -547,7 +460,7 @@ class ConferenceRoomService:
                 outcome="success",
                 source=source,
             )
-            return _note_view(row, actor.display_name)
+            return note_view(row, actor.display_name)
 
     async def decide(
         self,
@@ -622,7 +535,7 @@ class ConferenceRoomService:
                 source=source,
                 detail=f"version={row.version}",
             )
-            return _decision_view(row, actor.display_name)
+            return decision_view(row, actor.display_name)
 
     async def cases(self, actor: Actor, session_id: int) -> list[AgendaCase]:
         async with self._db.transaction() as tx:
@@ -696,7 +609,7 @@ class ConferenceRoomService:
             if not room.is_host(actor, await self._roles(tx, conf)):
                 raise PermissionDenied("only the conference's coordinators see its attendance")
             self._audit(tx, actor, "conference.attendance", conference_id, source)
-            return await self._attendance(tx, conference_id, now)
+            return await attendance_lines(tx, conference_id, now)
 
     async def export_csv(self, actor: Actor, conference_id: int, *, source: str) -> str:
         """Attendance per person and site, then the decision on each case, per session (UTF-8 CSV)."""
@@ -705,7 +618,7 @@ class ConferenceRoomService:
             conf = await self._conference(tx, conference_id)
             if not room.is_host(actor, await self._roles(tx, conf)):
                 raise PermissionDenied("only the conference's coordinators export its attendance")
-            lines = await self._attendance(tx, conference_id, now)
+            lines = await attendance_lines(tx, conference_id, now)
             sessions = list(
                 (
                     await tx.execute(
@@ -720,7 +633,7 @@ class ConferenceRoomService:
                 for case in await self._cases(tx, conference_id, session.id, with_vitals=False):
                     decided.append((session, case))
             self._audit(tx, actor, "conference.export", conference_id, source)
-        return _csv(conf, lines, decided)
+        return to_csv(conf, lines, decided)
 
     # -- loading ------------------------------------------------------------------------------------------------------
 
@@ -839,7 +752,7 @@ class ConferenceRoomService:
             )
         ).all()
         decisions = {
-            d.agenda_item_id: _decision_view(d, name)
+            d.agenda_item_id: decision_view(d, name)
             for d, name in (
                 await tx.execute(
                     select(ConferenceDecisionRow, UserRow.display_name)
@@ -865,14 +778,14 @@ class ConferenceRoomService:
                     presenter_name=presenter.display_name if presenter else "",
                     patient_id=patient.id,
                     patient_name=patient.full_name,
-                    patient_age=_age(patient.date_of_birth, today),
+                    patient_age=age(patient.date_of_birth, today),
                     patient_sex=patient.sex,
                     consultation_id=item.consultation_id,
                     specialty=consultation.specialty if consultation else None,
                     urgency=consultation.urgency if consultation else None,
                     summary=consultation.summary if consultation else "",
                     vitals=vitals,
-                    notes=tuple(_note_view(n, name) for n, name in notes if n.agenda_item_id == item.id),
+                    notes=tuple(note_view(n, name) for n, name in notes if n.agenda_item_id == item.id),
                     decision=decisions.get(item.id),
                 )
             )
@@ -888,43 +801,6 @@ class ConferenceRoomService:
             )
         ).scalars()
         return tuple(VitalView(v.kind, v.value, v.value2, v.unit, v.observed_at) for v in rows)
-
-    async def _attendance(self, tx: AsyncSession, conference_id: int, now: datetime) -> list[AttendanceLine]:
-        rows = (
-            await tx.execute(
-                select(ConferenceAttendanceRow, ConferenceSessionRow, UserRow, FacilityRow.name)
-                .join(ConferenceSessionRow, ConferenceSessionRow.id == ConferenceAttendanceRow.session_id)
-                .join(UserRow, UserRow.id == ConferenceAttendanceRow.user_id)
-                .join(FacilityRow, FacilityRow.id == ConferenceAttendanceRow.facility_id)
-                .where(ConferenceSessionRow.conference_id == conference_id)
-            )
-        ).all()
-        lines: list[AttendanceLine] = []
-        sessions = {s.id: s for _, s, _, _ in rows}
-        for session in sorted(sessions.values(), key=lambda s: s.starts_at):
-            here = [(a, u, fac) for a, s, u, fac in rows if s.id == session.id]
-            users = {u.id: u for _, u, _ in here}
-            sites = {a.facility_id: fac for a, _, fac in here}
-            until = session.closed_at or now
-            stays = [room.Stay(a.user_id, a.facility_id, a.joined_at, a.left_at) for a, _, _ in here]
-            for line in room.attendance(stays, until):
-                user = users[line.user_id]
-                lines.append(
-                    AttendanceLine(
-                        session_id=session.id,
-                        session_starts_at=session.starts_at,
-                        user_id=user.id,
-                        display_name=user.display_name,
-                        role=user.role,
-                        facility_id=line.facility_id,
-                        facility_name=sites[line.facility_id],
-                        first_joined=line.first_joined,
-                        last_left=line.last_left,
-                        minutes_present=int(line.present.total_seconds() // 60),
-                        stays=line.stays,
-                    )
-                )
-        return lines
 
     # -- writing ------------------------------------------------------------------------------------------------------
 
@@ -1015,146 +891,3 @@ def _access(session: ConferenceSessionRow) -> RoomAccess | None:
     if session.sfu_room is None or session.sfu_secret is None or session.sfu_pin is None:
         return None
     return RoomAccess(session.sfu_room, session.sfu_secret, session.sfu_pin)
-
-
-def _note_view(row: ConferenceNoteRow, author_name: str) -> NoteView:
-    return NoteView(
-        id=row.id,
-        session_id=row.session_id,
-        agenda_item_id=row.agenda_item_id,
-        patient_id=row.patient_id,
-        author_user_id=row.author_user_id,
-        author_name=author_name,
-        text=row.text,
-        created_at=row.created_at,
-        client_id=row.client_id,
-    )
-
-
-def _decision_view(row: ConferenceDecisionRow, name: str) -> DecisionView:
-    return DecisionView(
-        session_id=row.session_id,
-        agenda_item_id=row.agenda_item_id,
-        patient_id=row.patient_id,
-        recommendation=row.recommendation,
-        icd10=row.icd10,
-        outcome=room.Outcome(row.outcome),
-        version=row.version,
-        decided_by_user_id=row.decided_by_user_id,
-        decided_by_name=name,
-        decided_at=row.decided_at,
-    )
-
-
-def _age(born: date, today: date) -> int:
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-
-
-def _csv(
-    conf: ConferenceRow,
-    lines: Sequence[AttendanceLine],
-    decided: Sequence[tuple[ConferenceSessionRow, AgendaCase]],
-) -> str:
-    tz = conf.tz
-
-    def local(at: datetime | None) -> str:
-        return dom.utc_to_local(at, tz).strftime("%Y-%m-%d %H:%M") if at is not None else ""
-
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["conference", conf.id, conf.title, f"times in {tz}"])
-    writer.writerow([])
-    writer.writerow(["attendance"])
-    writer.writerow(
-        ["session start", "person", "role", "site", "first joined", "last left", "minutes present", "stays"]
-    )
-    for line in lines:
-        writer.writerow(
-            [
-                local(line.session_starts_at),
-                line.display_name,
-                line.role,
-                line.facility_name,
-                local(line.first_joined),
-                local(line.last_left) or "still in the room",
-                line.minutes_present,
-                line.stays,
-            ]
-        )
-    writer.writerow([])
-    writer.writerow(["decisions"])
-    writer.writerow(
-        [
-            "session start",
-            "case",
-            "patient",
-            "presenter",
-            "ICD-10",
-            "outcome",
-            "recommendation",
-            "decided by",
-            "decided at",
-        ]
-    )
-    for session, case in decided:
-        d = case.decision
-        writer.writerow(
-            [
-                local(session.starts_at),
-                case.position,
-                case.patient_name,
-                case.presenter_name,
-                d.icd10 if d else "",
-                d.outcome.value if d else "no decision",
-                d.recommendation if d else "",
-                d.decided_by_name if d else "",
-                local(d.decided_at) if d else "",
-            ]
-        )
-    return out.getvalue()
-
-
-async def reviews_of(tx: AsyncSession, patient_id: int) -> list[ConferenceReview]:
-    """For the patient's record (called inside ``PatientService.record``'s transaction, after its check)."""
-    notes = list(
-        (
-            await tx.execute(
-                select(ConferenceNoteRow, UserRow.display_name)
-                .join(UserRow, UserRow.id == ConferenceNoteRow.author_user_id)
-                .where(ConferenceNoteRow.patient_id == patient_id)
-                .order_by(ConferenceNoteRow.created_at, ConferenceNoteRow.id)
-            )
-        ).all()
-    )
-    decisions = list(
-        (
-            await tx.execute(
-                select(ConferenceDecisionRow, UserRow.display_name)
-                .join(UserRow, UserRow.id == ConferenceDecisionRow.decided_by_user_id)
-                .where(ConferenceDecisionRow.patient_id == patient_id)
-            )
-        ).all()
-    )
-    session_ids = {n.session_id for n, _ in notes} | {d.session_id for d, _ in decisions}
-    if not session_ids:
-        return []
-    sessions = (
-        await tx.execute(
-            select(ConferenceSessionRow, ConferenceRow.title)
-            .join(ConferenceRow, ConferenceRow.id == ConferenceSessionRow.conference_id)
-            .where(ConferenceSessionRow.id.in_(session_ids))
-            .order_by(ConferenceSessionRow.starts_at.desc())
-        )
-    ).all()
-    by_session = {d.session_id: _decision_view(d, name) for d, name in decisions}
-    return [
-        ConferenceReview(
-            conference_id=s.conference_id,
-            title=title,
-            session_id=s.id,
-            session_starts_at=s.starts_at,
-            decision=by_session.get(s.id),
-            notes=tuple(_note_view(n, name) for n, name in notes if n.session_id == s.id),
-        )
-        for s, title in sessions
-    ]

@@ -15,7 +15,7 @@ from teleconsult.domain.consultation import CaseNote, Consultation, Participatio
 from teleconsult.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from teleconsult.domain.patients import Patient, PatientDraft, fold_for_search, validate_patient
 from teleconsult.domain.people import Actor
-from teleconsult.services.conference_room import ConferenceReview, reviews_of
+from teleconsult.services.conference_records import ConferenceReview, reviews_of
 from teleconsult.settings import Settings
 from teleconsult.storage import repositories as repo
 from teleconsult.storage.db import Database

@@ -15,9 +15,8 @@ import pytest
 from teleconsult.clock import FakeClock
 from teleconsult.domain.conference import AgendaItem, Entry
 from teleconsult.domain.conference_room import Outcome
-from teleconsult.domain.errors import Conflict, PermissionDenied, ValidationFailed
+from teleconsult.domain.errors import Conflict, PermissionDenied, Unavailable, ValidationFailed
 from teleconsult.services import Services
-from teleconsult.services.conference_room import Unavailable
 from teleconsult.storage.models import (
     ConferenceAttendanceRow,
     ConferenceDecisionRow,
