@@ -10,6 +10,7 @@ import logging
 import secrets
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from teleconsult.cli_network import add_network_commands
@@ -108,11 +109,35 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
+    janus = None
+    if args.with_janus and not settings.janus_url:
+        janus = _local_janus(settings)
+        if janus is not None:
+            sfu = {"janus_url": janus.url, "janus_api_secret": janus.api_secret, "janus_admin_key": janus.admin_key}
+            settings = settings.model_copy(update=sfu)
     app = build_app(settings)
     app.on_startup.append(_freeze_heap)
     print(f"teleconsult serving on http://{host}:{port}", flush=True)
-    web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5, access_log_class=PathOnlyAccessLogger)
+    try:
+        web.run_app(app, host=host, port=port, print=None, shutdown_timeout=5, access_log_class=PathOnlyAccessLogger)
+    finally:
+        if janus is not None:
+            janus.stop()
     return 0
+
+
+def _local_janus(settings: Settings) -> Any:
+    """Janus on loopback, its config (with the secrets) under the database's folder; None if it cannot start."""
+    from teleconsult.janus_local import JanusNotAvailable, start
+
+    folder = Path(settings.janus_local_dir)
+    try:
+        janus = start(folder)
+    except JanusNotAvailable as exc:
+        print(f"conference video unavailable: {exc}", flush=True)
+        return None
+    print(f"Janus SFU for conference video on {janus.url} (log: {janus.log})", flush=True)
+    return janus
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -211,6 +236,11 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the web and signaling server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--with-janus",
+        action="store_true",
+        help="start a Janus SFU of our own on loopback for conference video (when no TELECONSULT_JANUS_URL)",
+    )
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     seed = sub.add_parser("seed", help="load data")

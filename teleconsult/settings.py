@@ -119,6 +119,7 @@ class Settings(BaseSettings):
     janus_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8088/janus")
     janus_api_secret: str | None = None
     janus_admin_key: str | None = None
+    janus_local_dir: str = Field(default="var/janus", description="config and log of `serve --with-janus`")
     calendar_domain: str = Field(default="teleconsult.local", pattern=r"^[A-Za-z0-9.-]{1,200}$")
 
     @field_validator("default_locale")

@@ -66,7 +66,7 @@ class Server:
         )
 
 
-def start_server(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Server:
+def start_server(tmp_path: Path, extra_env: dict[str, str] | None = None, serve_args: tuple[str, ...] = ()) -> Server:
     port = free_port()
     env = {
         **os.environ,
@@ -87,7 +87,7 @@ def start_server(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Ser
         assert done.returncode == 0, done.stderr
     log = tmp_path / "server.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "teleconsult.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "teleconsult.cli", "serve", "--port", str(port), *serve_args],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
