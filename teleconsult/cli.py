@@ -53,9 +53,8 @@ def build_app(settings: Settings, clock: Clock | None = None) -> Any:
 
             # Connected on first use (and again after a Janus restart): a server whose SFU is down still
             # serves everything else, and conferences still have notes, decisions and attendance.
-            services.conference_room.sfu = JanusClient(
-                settings.janus_url, api_secret=settings.janus_api_secret, admin_key=settings.janus_admin_key
-            )
+            api_secret, admin_key = settings.effective_janus_secrets()
+            services.conference_room.sfu = JanusClient(settings.janus_url, api_secret=api_secret, admin_key=admin_key)
         services.waveforms.start()
         services.pairing.start()
         services.conferences.start()

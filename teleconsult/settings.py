@@ -119,6 +119,8 @@ class Settings(BaseSettings):
     janus_url: str | None = Field(default=None, description="e.g. http://127.0.0.1:8088/janus")
     janus_api_secret: str | None = None
     janus_admin_key: str | None = None
+    janus_api_secret_file: Path | None = None  # take precedence over the values above (Compose secrets)
+    janus_admin_key_file: Path | None = None
     janus_local_dir: str = Field(default="var/janus", description="config and log of `serve --with-janus`")
     calendar_domain: str = Field(default="teleconsult.local", pattern=r"^[A-Za-z0-9.-]{1,200}$")
 
@@ -141,6 +143,12 @@ class Settings(BaseSettings):
         if self.turn_secret_file is not None:
             return self.turn_secret_file.read_text().strip()
         return self.turn_secret
+
+    def effective_janus_secrets(self) -> tuple[str | None, str | None]:
+        """(api secret, admin key), from their files when given."""
+        api = self.janus_api_secret_file.read_text().strip() if self.janus_api_secret_file else self.janus_api_secret
+        key = self.janus_admin_key_file.read_text().strip() if self.janus_admin_key_file else self.janus_admin_key
+        return api, key
 
     def offer_timeout_s(self, urgency: str) -> float:
         return float(getattr(self, f"offer_timeout_{urgency}_s"))

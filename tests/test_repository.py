@@ -336,3 +336,98 @@ async def test_coturn_as_composed_accepts_app_credentials_and_relays_to_public_p
 
     assert await refusal(allocate(turn.port, *credentials("not-the-secret", 7, now, 600))) == 401
     assert await refusal(allocate(turn.port, *credentials(turn.secret, 7, now - 1200, 600))) == 401
+
+
+# -- the Janus SFU as composed ------------------------------------------------------------------------------------
+
+JANUS_DIR = ROOT / "deploy" / "janus"
+
+
+def janus_start_script(compose: dict[str, Any]) -> str:
+    janus = compose["services"]["janus"]
+    assert janus["entrypoint"] == ["/bin/sh", "-c"]
+    (script,) = janus["command"]
+    assert "$" not in script.replace("$$", "").replace("\\\n", ""), "a single $ would be interpolated by Compose"
+    return str(script).replace("$$", "$")
+
+
+def test_the_janus_secrets_reach_both_replicas_and_janus_only_as_files() -> None:
+    compose = load_compose()
+    for secret in ("janus_api_secret", "janus_admin_key"):
+        assert compose["secrets"][secret] == {"file": f"./secrets/{secret}"}
+        assert secret in compose["services"]["janus"]["secrets"]
+        assert f"/run/secrets/{secret}" in janus_start_script(compose)
+    for name, svc in app_replicas(compose).items():
+        env = svc["environment"]
+        assert env["TELECONSULT_JANUS_URL"] == "http://janus:8088/janus", name
+        assert env["TELECONSULT_JANUS_API_SECRET_FILE"] == "/run/secrets/janus_api_secret", name
+        assert env["TELECONSULT_JANUS_ADMIN_KEY_FILE"] == "/run/secrets/janus_admin_key", name
+        assert {"janus_api_secret", "janus_admin_key"} <= set(svc["secrets"]), name
+    # The HTTP API stays on the Compose network: only the media ports (UDP) are published.
+    janus = compose["services"]["janus"]
+    assert all(str(p).endswith("/udp") for p in janus["ports"])
+    for path in JANUS_DIR.glob("*.jcfg"):
+        text = path.read_text()
+        assert not re.search(r'(api_secret|admin_key)\s*=\s*"(?!@)', text), f"a secret in {path.name}"
+
+
+def test_janus_configured_as_composed_starts_and_demands_its_secrets(tmp_path: Path) -> None:
+    """The deploy configuration, rendered the way the compose start script renders it (folders and ports
+    moved to this test's own), runs the Debian janus: the API answers only with the api secret, and the
+    RTP range announced matches the ports compose publishes."""
+    compose = load_compose()
+    script = janus_start_script(compose)
+    placeholders = set(re.findall(r"@[A-Z_]+@", " ".join(p.read_text() for p in JANUS_DIR.glob("*.jcfg"))))
+    assert placeholders == {"@API_SECRET@", "@ADMIN_KEY@", "@PUBLIC_IP@"}
+    assert all(p in script for p in placeholders), "the start script fills in every placeholder"
+    rtp = re.search(r'rtp_port_range = "(\d+)-(\d+)"', (JANUS_DIR / "janus.jcfg").read_text())
+    assert rtp is not None
+    published = {str(p) for p in compose["services"]["janus"]["ports"]}
+    assert published == {f"{rtp[1]}-{rtp[2]}:{rtp[1]}-{rtp[2]}/udp"}
+
+    from teleconsult.janus_local import free_tcp_port, info_answers, janus_binary, janus_lib_dir
+
+    lib, conf = janus_lib_dir(), tmp_path / "conf"
+    for folder, library in (("plugins", "libjanus_videoroom.so"), ("transports", "libjanus_http.so")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / library).symlink_to(lib / folder / library)
+    (tmp_path / "none").mkdir()
+    conf.mkdir()
+    port, api_secret = free_tcp_port(), secrets.token_urlsafe(24)
+    values = {"@API_SECRET@": api_secret, "@ADMIN_KEY@": secrets.token_urlsafe(24), "@PUBLIC_IP@": "127.0.0.1"}
+    for path in JANUS_DIR.glob("*.jcfg"):
+        text = path.read_text().replace("/opt/janus", str(tmp_path)).replace("/run/janus", str(conf))
+        text = text.replace("port = 8088", f'port = {port}\n    ip = "127.0.0.1"')
+        for key, value in values.items():
+            text = text.replace(key, value)
+        (conf / path.name).write_text(text)
+    log = tmp_path / "janus.log"
+    process = subprocess.Popen(
+        [janus_binary(), "-F", str(conf), "-C", str(conf / "janus.jcfg"), "-o"],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/janus"
+        deadline = time.monotonic() + 15
+        while not info_answers(url):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+
+        async def sessions() -> tuple[int, int]:
+            from teleconsult.sfu import JanusClient, JanusError
+
+            async with JanusClient(url, api_secret=api_secret, admin_key=values["@ADMIN_KEY@"]) as client:
+                access = await client.create_room(publishers=2)
+                await client.destroy_room(access)
+            try:
+                async with JanusClient(url, api_secret="guessed"):
+                    pass
+            except JanusError as exc:
+                return 0, exc.code
+            return 1, 0
+
+        assert asyncio.run(sessions()) == (0, 403)
+    finally:
+        process.terminate()
+        process.wait(10)
