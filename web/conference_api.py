@@ -4,16 +4,27 @@ invitation download for a signed-in invitee, and the private calendar feed a cal
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
 
+from teleconsult.display import to_local
 from teleconsult.domain.conference import AgendaItem, BookingDraft, Purpose, ScheduleConflict
-from teleconsult.domain.errors import NotFound, PermissionDenied, Unauthenticated
-from teleconsult.services.conferences import ConferenceService, ConferenceView, Invitee
-from web.api import _actor_session, _body, _In
+from teleconsult.domain.errors import DomainError, NotFound, PermissionDenied, Unauthenticated
+from teleconsult.services.conferences import (
+    CaseChoice,
+    ConferenceService,
+    ConferenceView,
+    ConflictNote,
+    Invitee,
+    PersonChoice,
+)
+from web.api import _STATUS, _actor_session, _body, _In
+from web.conference_messages import localized
 from web.keys import SERVICES
 from web.security import client_source
 
@@ -57,6 +68,25 @@ class ReadIn(_In):
 
 class RsvpIn(_In):
     answer: Literal["accepted", "declined", "tentative"]
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _for_the_form(handler: Handler) -> Handler:
+    """Refusals of the booking endpoints also carry ``display``: the message in the user's language."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except DomainError as exc:
+            body: dict[str, Any] = {"code": exc.code, "message": exc.message, "display": localized(exc)}
+            if exc.field:
+                body["field"] = exc.field
+            return web.json_response({"error": body}, status=_STATUS.get(type(exc), 400))
+
+    return wrapped
 
 
 def _conferences(request: web.Request) -> ConferenceService:
@@ -131,7 +161,94 @@ def _warning(w: ScheduleConflict) -> dict[str, Any]:
     }
 
 
+def _note(n: ConflictNote, tz: str) -> dict[str, Any]:
+    """A warning the form can show as it is: names, and the session's local start (naive, in ``tz``)."""
+    return {
+        **_warning(n.conflict),
+        "person_name": n.person_name,
+        "site_name": n.site_name,
+        "other_title": n.other_title,
+        "local_start": to_local(n.conflict.starts_at, tz).strftime("%Y-%m-%dT%H:%M"),
+    }
+
+
+def person_json(p: PersonChoice) -> dict[str, Any]:
+    return {
+        "id": p.user_id,
+        "display_name": p.display_name,
+        "role": p.role.value,
+        "specialty": p.specialty,
+        "facility_id": p.facility_id,
+        "facility_name": p.facility_name,
+    }
+
+
+def case_json(c: CaseChoice) -> dict[str, Any]:
+    return {
+        "patient_id": c.patient_id,
+        "patient_name": c.patient_name,
+        "age": c.age,
+        "sex": c.sex,
+        "consultations": [
+            {"id": k.id, "specialty": k.specialty, "status": k.status, "created_at": k.created_at.isoformat()}
+            for k in c.consultations
+        ],
+    }
+
+
+async def _check(request: web.Request, conference_id: int | None) -> web.Response:
+    auth = _actor_session(request)
+    body = await _body(request, BookingIn)
+    tz = request.app[SERVICES].settings.display_timezone
+    service, source = _conferences(request), client_source(request)
+    warnings = await service.check(auth.actor, _draft(body, tz), conference_id=conference_id, source=source)
+    notes = await service.explain(auth.actor, warnings, source=source)
+    return web.json_response({"warnings": [_note(n, tz) for n in notes]})
+
+
+@routes.post("/api/v1/conferences/check")
+@_for_the_form
+async def conference_check(request: web.Request) -> web.StreamResponse:
+    """The warnings a booking would give, before booking; nothing is saved."""
+    return await _check(request, None)
+
+
+@routes.post("/api/v1/conferences/{conference_id}/check")
+@_for_the_form
+async def conference_check_edit(request: web.Request) -> web.StreamResponse:
+    """The warnings saving these details over the conference would give (its own sessions are not counted)."""
+    return await _check(request, _conference_id(request))
+
+
+@routes.get("/api/v1/directory/people")
+@_for_the_form
+async def directory_people(request: web.Request) -> web.StreamResponse:
+    """Staff to invite, by name (diacritics optional), role and specialty; for those who book."""
+    auth = _actor_session(request)
+    query = request.query
+    people = await _conferences(request).find_people(
+        auth.actor,
+        query.get("q", ""),
+        role=query.get("role") or None,
+        specialty=query.get("specialty") or None,
+        source=client_source(request),
+    )
+    return web.json_response({"people": [person_json(p) for p in people]})
+
+
+@routes.get("/api/v1/conferences/agenda/cases")
+@_for_the_form
+async def agenda_cases(request: web.Request) -> web.StreamResponse:
+    """Patients (by name or CCCD) and their latest consultations, for the agenda; for those who book."""
+    auth = _actor_session(request)
+    cases = await _conferences(request).find_cases(
+        auth.actor, request.query.get("q", ""), source=client_source(request)
+    )
+    return web.json_response({"cases": [case_json(c) for c in cases]})
+
+
 @routes.post("/api/v1/conferences")
+@_for_the_form
 async def conference_book(request: web.Request) -> web.Response:
     auth = _actor_session(request)
     body = await _body(request, BookingIn)
@@ -173,6 +290,7 @@ async def conference_get(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/v1/conferences/{conference_id}")
+@_for_the_form
 async def conference_edit(request: web.Request) -> web.Response:
     auth = _actor_session(request)
     body = await _body(request, BookingIn)

@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +37,8 @@ from teleconsult.domain.conference import (
     Series,
 )
 from teleconsult.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from teleconsult.domain.people import Actor, Role
+from teleconsult.domain.patients import fold_for_search
+from teleconsult.domain.people import Actor, Facility, Role
 from teleconsult.settings import Settings
 from teleconsult.storage import repositories as repo
 from teleconsult.storage.db import Database
@@ -123,6 +125,59 @@ class NotificationView:
     conference_id: int | None
     created_at: datetime
     read_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictNote:
+    """A warning with the names the coordinator reads: who, which site, which other conference."""
+
+    conflict: ScheduleConflict
+    person_name: str | None
+    site_name: str | None
+    other_title: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PersonChoice:
+    """Someone the booking form may invite (staff only, never a patient)."""
+
+    user_id: int
+    display_name: str
+    role: Role
+    specialty: str | None
+    facility_id: int
+    facility_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseConsultation:
+    id: int
+    specialty: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaseChoice:
+    """A patient the agenda may review, with their latest consultations. No CCCD, BHYT or address."""
+
+    patient_id: int
+    patient_name: str
+    age: int
+    sex: str
+    consultations: tuple[CaseConsultation, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BookingForm:
+    """A booking as the edit form shows it: the people and cases by name, not only by id."""
+
+    conference: ConferenceView
+    people: tuple[PersonChoice, ...]  # the invitees and the organizer
+    cases: tuple[CaseChoice | None, ...]  # one per agenda item, in order, with only that item's consultation
+
+
+MAX_CASE_CONSULTATIONS = 5
 
 
 def feed_token_hash(token: str) -> str:
@@ -391,6 +446,151 @@ class ConferenceService:
             raise NotFound("no such conference", field="conference")
         await self._deny(actor, "conference.rsvp", conference_id, source, "only invitees answer an invitation")
         raise AssertionError("unreachable")
+
+    # -- the booking form -------------------------------------------------------------------------------------
+
+    async def check(
+        self, actor: Actor, draft: BookingDraft, *, conference_id: int | None = None, source: str
+    ) -> list[ScheduleConflict]:
+        """The warnings that booking ``draft`` (or saving it over ``conference_id``) would give, before
+        anything is saved: validated as book and edit do, nothing written. Like other reads of the schedule it
+        is not audited; a refusal is."""
+        if conference_id is None:
+            await self._require_booker(actor, "conference.check", None, source)
+        else:
+            await self._require_manager(actor, conference_id, "conference.check", source)
+        booking = dom.validate_booking(draft, self.limits)
+        async with self._db.transaction() as tx:
+            row = await tx.get(ConferenceRow, conference_id) if conference_id is not None else None
+            if row is not None and row.status == CANCELLED:
+                raise Conflict("this conference was cancelled", field="conference")
+            await self._check_references(tx, booking)
+            # The conference's own id: an edit does not warn about the sessions it replaces.
+            return await self._conflicts(tx, dom.series_of(conference_id or 0, booking), booking)
+
+    async def explain(self, actor: Actor, warnings: Sequence[ScheduleConflict], *, source: str) -> list[ConflictNote]:
+        """The warnings with the person's, the site's and the other conference's names."""
+        await self._require_booker(actor, "conference.check", None, source)
+        users = {w.user_id for w in warnings if w.user_id is not None}
+        sites = {w.site_id for w in warnings if w.site_id is not None}
+        others = {w.other_booking_id for w in warnings if w.other_booking_id is not None}
+        async with self._db.transaction() as tx:
+            people = await _names(tx, UserRow.id, UserRow.display_name, users)
+            places = await _names(tx, FacilityRow.id, FacilityRow.name, sites)
+            titles = await _names(tx, ConferenceRow.id, ConferenceRow.title, others)
+        return [
+            ConflictNote(w, people.get(w.user_id), places.get(w.site_id), titles.get(w.other_booking_id))
+            for w in warnings
+        ]
+
+    async def booking_sites(self, actor: Actor, *, source: str) -> list[Facility]:
+        """Every facility, for the host and invited-site choices of the booking form."""
+        await self._require_booker(actor, "conference.form", None, source)
+        async with self._db.transaction() as tx:
+            rows = (await tx.execute(select(FacilityRow).order_by(FacilityRow.name, FacilityRow.id))).scalars()
+            return [repo.to_facility(r) for r in rows]
+
+    async def find_people(
+        self, actor: Actor, query: str, *, role: str | None = None, specialty: str | None = None, source: str
+    ) -> list[PersonChoice]:
+        """Active staff whose name (diacritics or not) contains ``query``, for the invitation list."""
+        await self._require_booker(actor, "conference.people", None, source)
+        if role and role not in {r.value for r in Role}:
+            raise ValidationFailed("role must be clinician, specialist, coordinator or admin", field="role")
+        stmt = select(UserRow.id).where(UserRow.active.is_(True))
+        if role:
+            stmt = stmt.where(UserRow.role == role)
+        if specialty:
+            stmt = stmt.where(UserRow.specialty == specialty[:40])
+        folded = fold_for_search(query[:120])
+        async with self._db.transaction() as tx:
+            # Staff lists are small; names are matched here so that "tuan" finds "Tuấn".
+            found = await self._people(tx, list((await tx.execute(stmt)).scalars()))
+        matching = [p for p in found if folded in fold_for_search(p.display_name)]
+        return matching[: self._settings.max_search_results]
+
+    async def find_cases(self, actor: Actor, query: str, *, source: str) -> list[CaseChoice]:
+        """Patients for the agenda by name or 12-digit CCCD, with their latest consultations. Audited like
+        a patient search (the query itself is not written: it may be a name)."""
+        await self._require_booker(actor, "conference.case_search", None, source)
+        query = query.strip()[:120]
+        digits = query.replace(" ", "")
+        cccd = digits if digits.isdigit() else None
+        if cccd is not None and len(cccd) != 12:
+            raise ValidationFailed("a citizen ID (CCCD) has exactly 12 digits", field="q")
+        folded = None if cccd else fold_for_search(query)
+        if folded is not None and len(folded) < 2:
+            raise ValidationFailed("type at least 2 letters of the name, or the 12-digit CCCD", field="q")
+        async with self._db.transaction() as tx:
+            patients = await repo.search_patients(
+                tx, cccd=cccd, folded_name=folded, limit=self._settings.max_search_results
+            )
+            cases = [await self._case(tx, p.id, None) for p in patients]
+            self._audit_cases(tx, actor, "conference.case_search", None, source, len(cases))
+        return [c for c in cases if c is not None]
+
+    async def booking_form(self, actor: Actor, conference_id: int, *, source: str) -> BookingForm:
+        """The booking with names, for its edit form. Audited: it names the patients on the agenda."""
+        await self._require_manager(actor, conference_id, "conference.form", source)
+        async with self._db.transaction() as tx:
+            row = await self._own(tx, conference_id)
+            if row.status == CANCELLED:
+                raise Conflict("this conference was cancelled", field="conference")
+            view = await self._view(tx, row)
+            ids = [i.user_id for i in view.invitees] + ([row.organizer_user_id] if row.organizer_user_id else [])
+            people = await self._people(tx, ids)
+            cases = [await self._case(tx, a.patient_id, a.consultation_id) for a in view.agenda]
+            self._audit_cases(tx, actor, "conference.form", row.id, source, len(cases))
+        return BookingForm(view, tuple(people), tuple(cases))
+
+    async def _people(self, tx: AsyncSession, user_ids: Sequence[int]) -> list[PersonChoice]:
+        if not user_ids:
+            return []
+        rows = await tx.execute(
+            select(UserRow, FacilityRow.name)
+            .join(FacilityRow, FacilityRow.id == UserRow.facility_id)
+            .where(UserRow.id.in_(set(user_ids)))
+            .order_by(UserRow.display_name, UserRow.id)
+        )
+        return [
+            PersonChoice(u.id, u.display_name, Role(u.role), u.specialty, u.facility_id, name) for u, name in rows.all()
+        ]
+
+    async def _case(self, tx: AsyncSession, patient_id: int | None, consultation_id: int | None) -> CaseChoice | None:
+        """A patient with their latest consultations, or with only ``consultation_id`` when one is given."""
+        stmt = select(ConsultationRow)
+        if consultation_id is not None:
+            consultation = await tx.get(ConsultationRow, consultation_id)
+            patient_id = consultation.patient_id if consultation else patient_id
+            stmt = stmt.where(ConsultationRow.id == consultation_id)
+        patient = await tx.get(PatientRow, patient_id) if patient_id is not None else None
+        if patient is None:
+            return None
+        stmt = stmt.where(ConsultationRow.patient_id == patient.id)
+        latest = stmt.order_by(ConsultationRow.created_at.desc(), ConsultationRow.id.desc())
+        found = (await tx.execute(latest.limit(MAX_CASE_CONSULTATIONS))).scalars()
+        return CaseChoice(
+            patient.id,
+            patient.full_name,
+            _age(patient.date_of_birth, self._clock.now().date()),
+            patient.sex,
+            tuple(CaseConsultation(c.id, c.specialty, c.status, c.created_at) for c in found),
+        )
+
+    def _audit_cases(
+        self, tx: AsyncSession, actor: Actor, action: str, conference_id: int | None, source: str, found: int
+    ) -> None:
+        repo.audit(
+            tx,
+            at=self._clock.now(),
+            actor_user_id=actor.user_id,
+            action=action,
+            entity_type="patient" if conference_id is None else "conference",
+            entity_id=conference_id,
+            outcome="success",
+            source=source,
+            detail=f"cases={found}",
+        )
 
     # -- reading ----------------------------------------------------------------------------------------------
 
@@ -885,6 +1085,12 @@ class ConferenceService:
             source=source,
             detail=detail,
         )
+
+
+async def _names(tx: AsyncSession, key: Any, name: Any, ids: set[int]) -> dict[int | None, str]:
+    if not ids:
+        return {}
+    return {k: v for k, v in (await tx.execute(select(key, name).where(key.in_(ids)))).all()}
 
 
 def _age(born: date, today: date) -> int:

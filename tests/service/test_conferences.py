@@ -323,3 +323,142 @@ async def test_moving_one_session_keeps_its_recurrence_id_and_gets_its_reminder_
     assert await services.conferences.send_due_reminders() == 1
     notes = await services.conferences.notifications(world.clin_a)
     assert "09:00 09/12/2026" in notes[0].text
+
+
+# -- the booking form: conflicts before booking, people and cases to choose -----------------------------------
+
+
+async def _neurologist_on_call_all_day(services: Services, world: World, clock: FakeClock) -> None:
+    async with services.db.transaction() as tx:
+        tx.add(
+            OnCallShiftRow(
+                hub_id=world.bvtw.id,
+                specialty="neurology",
+                user_id=world.spec_neuro.user_id,
+                starts_at=FIRST_START_UTC - timedelta(hours=1),
+                ends_at=FIRST_START_UTC + timedelta(hours=11),
+                created_at=clock.now(),
+            )
+        )
+
+
+async def test_check_gives_the_warnings_of_booking_with_names_and_saves_nothing(
+    services: Services, world: World, clock: FakeClock
+) -> None:
+    first = (await services.conferences.book(world.coord, draft(world), source="t")).conference
+    await _neurologist_on_call_all_day(services, world, clock)
+    mdt = draft(
+        world,
+        title="MDT",
+        purpose=Purpose.MDT,
+        start=time(14, 30),
+        end=time(16, 0),
+        invited_site_ids=(world.tyt_a.id,),
+        invited_user_ids=(world.spec_cardio.user_id, world.spec_neuro.user_id),
+        agenda=(),
+        rrule=None,
+    )
+    audits_before = len(await audit_rows(services))
+
+    warnings = await services.conferences.check(world.coord, mdt, source="t")
+
+    found = {(w.kind, w.user_id, w.site_id, w.other_booking_id) for w in warnings}
+    assert found == {
+        (ConflictKind.PERSON_DOUBLE_BOOKED, world.spec_cardio.user_id, None, first.id),
+        (ConflictKind.SITE_BUSY, None, world.tyt_a.id, first.id),
+        (ConflictKind.SITE_BUSY, None, world.bvtw.id, first.id),
+        (ConflictKind.PERSON_ON_CALL, world.spec_neuro.user_id, None, None),
+    }
+    assert {w.starts_at for w in warnings} == {FIRST_START_UTC + timedelta(minutes=30)}
+    assert await count(services, ConferenceRow) == 1
+    assert len(await audit_rows(services)) == audits_before  # a read of the schedule, like upcoming()
+    # Booking it gives the same warnings.
+    booked = await services.conferences.book(world.coord, mdt, source="t")
+    assert set(booked.warnings) == set(warnings)
+
+    notes = {n.conflict.kind: n for n in await services.conferences.explain(world.coord, warnings, source="t")}
+    assert notes[ConflictKind.PERSON_ON_CALL].person_name == "BS.CKII Vũ Đức Thành"
+    assert notes[ConflictKind.PERSON_DOUBLE_BOOKED].person_name == "PGS.TS. Phạm Quang Hưng"
+    assert notes[ConflictKind.PERSON_DOUBLE_BOOKED].other_title == "Weekly cardiology case review"
+    site_names = {n.site_name for n in await services.conferences.explain(world.coord, warnings, source="t")}
+    assert {"Trạm Y tế xã Bản Phiệt", "Bệnh viện Trung ương"} <= site_names
+
+
+async def test_checking_an_edit_does_not_warn_about_the_sessions_it_replaces(services: Services, world: World) -> None:
+    booked = (await services.conferences.book(world.coord, draft(world), source="t")).conference
+    assert len(await services.conferences.check(world.coord, draft(world), source="t")) > 0
+    assert await services.conferences.check(world.coord, draft(world), conference_id=booked.id, source="t") == []
+    with pytest.raises(PermissionDenied):
+        await services.conferences.check(world.spec_cardio, draft(world), conference_id=booked.id, source="t")
+    await services.conferences.cancel(world.coord, booked.id, source="t")
+    with pytest.raises(Conflict):
+        await services.conferences.check(world.coord, draft(world), conference_id=booked.id, source="t")
+
+
+async def test_check_refuses_clinicians_specialists_and_bad_input_and_writes_no_booking(
+    services: Services, world: World
+) -> None:
+    for actor in (world.clin_a, world.spec_cardio):
+        with pytest.raises(PermissionDenied):
+            await services.conferences.check(actor, draft(world), source="t")
+    denied = await audit_rows(services, action="conference.check")
+    assert [(d.actor_user_id, d.outcome) for d in denied] == [
+        (world.clin_a.user_id, "denied"),
+        (world.spec_cardio.user_id, "denied"),
+    ]
+    with pytest.raises(ValidationFailed) as bad_time:
+        await services.conferences.check(world.coord, draft(world, end=time(13, 0)), source="t")
+    assert bad_time.value.field == "end"
+    with pytest.raises(ValidationFailed) as wrong_day:
+        await services.conferences.check(world.coord, draft(world, rrule="FREQ=WEEKLY;BYDAY=WE;COUNT=8"), source="t")
+    assert wrong_day.value.field == "rrule"
+    with pytest.raises(ValidationFailed):
+        await services.conferences.check(world.coord, draft(world, invited_user_ids=(999_999,)), source="t")
+    assert await count(services, ConferenceRow) == 0
+
+
+async def test_bookers_find_staff_to_invite_by_name_role_and_specialty(services: Services, world: World) -> None:
+    found = await services.conferences.find_people(world.coord, "vu duc", source="t")
+    assert [(p.user_id, p.display_name, p.specialty, p.facility_name) for p in found] == [
+        (world.spec_neuro.user_id, "BS.CKII Vũ Đức Thành", "neurology", "Bệnh viện Trung ương")
+    ]
+    cardiologists = await services.conferences.find_people(world.admin, "", specialty="cardiology", source="t")
+    assert {p.user_id for p in cardiologists} == {world.spec_cardio.user_id, world.spec_cardio2.user_id}
+    clinicians = await services.conferences.find_people(world.coord, "", role="clinician", source="t")
+    assert {p.user_id for p in clinicians} == {world.clin_a.user_id, world.clin_b.user_id}
+    with pytest.raises(ValidationFailed):
+        await services.conferences.find_people(world.coord, "", role="patient", source="t")
+    with pytest.raises(PermissionDenied):
+        await services.conferences.find_people(world.clin_a, "vu", source="t")
+
+
+async def test_bookers_find_cases_for_the_agenda_and_the_search_is_audited(services: Services, world: World) -> None:
+    cases = await services.conferences.find_cases(world.coord, "hong nhung", source="t")
+    assert [(c.patient_id, c.patient_name, c.sex) for c in cases] == [
+        (world.patient.id, PATIENT_DRAFT.full_name, "female")
+    ]
+    assert cases[0].age == 36 and cases[0].consultations == ()
+    by_cccd = await services.conferences.find_cases(world.coord, PATIENT_DRAFT.cccd, source="t")
+    assert [c.patient_id for c in by_cccd] == [world.patient.id]
+    with pytest.raises(ValidationFailed):
+        await services.conferences.find_cases(world.coord, "n", source="t")
+    with pytest.raises(PermissionDenied):
+        await services.conferences.find_cases(world.spec_cardio, "nhung", source="t")
+    searches = await audit_rows(services, action="conference.case_search")
+    assert [(a.outcome, a.detail) for a in searches] == [
+        ("success", "cases=1"),
+        ("success", "cases=1"),
+        ("denied", ""),
+    ]
+    assert all("nhung" not in (a.detail or "").lower() for a in searches)
+
+
+async def test_the_edit_form_names_the_people_and_cases_and_is_audited(services: Services, world: World) -> None:
+    booked = (await services.conferences.book(world.coord, draft(world), source="t")).conference
+    form = await services.conferences.booking_form(world.coord, booked.id, source="t")
+    assert form.conference.id == booked.id
+    assert {p.user_id for p in form.people} == {world.clin_a.user_id, world.spec_cardio.user_id, world.coord.user_id}
+    assert [c.patient_name if c else None for c in form.cases] == [PATIENT_DRAFT.full_name]
+    assert [a.outcome for a in await audit_rows(services, action="conference.form")] == ["success"]
+    with pytest.raises(PermissionDenied):
+        await services.conferences.booking_form(world.clin_a, booked.id, source="t")

@@ -3,15 +3,16 @@ and its token, notifications; who gets 401, 403 and 404."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientSession
 from icalendar import Calendar
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from teleconsult.storage.models import FacilityRow, NotificationRow, UserRow
+from teleconsult.storage.models import AuditEventRow, ConferenceRow, FacilityRow, NotificationRow, UserRow
 from tests.transport.conftest import Live
 from tests.transport.test_http import browser_login, page_csrf
 
@@ -195,3 +196,151 @@ async def test_the_pages_answer_show_responses_per_site_and_manage_the_feed(live
             sites = re.findall(r'<h3 class="site">([^<]+)</h3>\s*<ul>(.*?)</ul>', page, re.S)
             answers = {name: re.findall(r'data-rsvp="(\w+)"', block) for name, block in sites}
             assert sorted(answers.values()) == [["accepted"], ["needs_action"]]
+
+
+# -- the booking form: conflicts before booking, people and cases to choose -----------------------------------
+
+
+async def _conference_count(live: Live) -> int:
+    async with live.services.db.transaction() as tx:
+        return int((await tx.execute(select(func.count()).select_from(ConferenceRow))).scalar_one())
+
+
+async def _post(live: Live, path: str, token: str, body: Any, lang: str) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}", "Accept-Language": lang}
+    async with ClientSession() as http:
+        async with http.post(f"{live.url}{path}", json=body, headers=headers) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_check_lists_the_warnings_with_names_and_books_nothing(live: Live) -> None:
+    ids = await _ids(live)
+    coordinator = await live.token("coordinator")
+    weekly = {**_booking(ids), "day": _next_tuesday(), "rrule": "FREQ=WEEKLY;BYDAY=TU;COUNT=2"}
+
+    status, body = await live.api("POST", "/api/v1/conferences/check", coordinator, weekly)
+
+    assert status == 200, body
+    # The demo roster has every specialist on call around the clock: the cardiologist, at both sessions.
+    assert [(w["kind"], w["user_id"], w["person_name"]) for w in body["warnings"]] == [
+        ("person_on_call", ids["cardiologist"], "PGS. Phạm Minh Tuấn"),
+        ("person_on_call", ids["cardiologist"], "PGS. Phạm Minh Tuấn"),
+    ]
+    first = date.fromisoformat(weekly["day"])
+    assert [w["local_start"] for w in body["warnings"]] == [
+        f"{first.isoformat()}T14:00",
+        f"{(first + timedelta(weeks=1)).isoformat()}T14:00",
+    ]
+    assert body["warnings"][0]["starts_at"] == f"{first.isoformat()}T07:00:00+00:00"
+    assert await _conference_count(live) == 0
+    status, sessions = await live.api("GET", "/api/v1/conferences?days=60", coordinator)
+    assert status == 200 and sessions == {"sessions": []}
+
+    # Booked, the series clashes with a copy of itself, but not when checked as an edit of itself.
+    status, booked = await live.api("POST", "/api/v1/conferences", coordinator, weekly)
+    assert status == 201
+    status, again = await live.api("POST", "/api/v1/conferences/check", coordinator, weekly)
+    kinds = {(w["kind"], w["other_conference_id"], w["other_title"], w["site_name"]) for w in again["warnings"]}
+    assert ("site_busy", booked["conference"]["id"], weekly["title"], "Tả Van Commune Health Station") in kinds
+    cid = booked["conference"]["id"]
+    status, itself = await live.api("POST", f"/api/v1/conferences/{cid}/check", coordinator, weekly)
+    assert status == 200 and {w["kind"] for w in itself["warnings"]} == {"person_on_call"}
+
+
+async def test_check_refuses_clinicians_specialists_and_bad_input_and_changes_nothing(live: Live) -> None:
+    ids = await _ids(live)
+    async with live.services.db.transaction() as tx:
+        audits = int((await tx.execute(select(func.count()).select_from(AuditEventRow))).scalar_one())
+    for username in ("clinician", "cardiologist"):
+        status, body = await live.api("POST", "/api/v1/conferences/check", await live.token(username), _booking(ids))
+        assert status == 403 and body["error"]["code"] == "forbidden"
+    async with live.services.db.transaction() as tx:
+        denied = (await tx.execute(select(AuditEventRow).where(AuditEventRow.id > audits))).scalars().all()
+    assert {(a.action, a.outcome) for a in denied if a.action.startswith("conference")} == {
+        ("conference.check", "denied")
+    }
+
+    coordinator = await live.token("coordinator")
+    status, body = await _post(live, "/api/v1/conferences/check", coordinator, {**_booking(ids), "end": "13:00"}, "en")
+    assert status == 400 and body["error"]["field"] == "end"
+    assert body["error"]["display"] == "The end time must be after the start time."
+    status, body = await _post(live, "/api/v1/conferences/check", coordinator, {**_booking(ids), "end": "13:00"}, "vi")
+    assert status == 400 and body["error"]["display"] == "Giờ kết thúc phải sau giờ bắt đầu."
+    status, body = await _post(live, "/api/v1/conferences/check", coordinator, {**_booking(ids), "day": "31/12"}, "en")
+    assert status == 400 and body["error"]["field"] == "day" and body["error"]["display"].startswith("Choose a valid")
+    status, body = await live.api("POST", "/api/v1/conferences/check", coordinator, {**_booking(ids), "x": 1})
+    assert status == 400 and body["error"]["code"] == "invalid"
+    status, body = await live.api("POST", "/api/v1/conferences/999999/check", coordinator, _booking(ids))
+    assert status == 404
+    assert await _conference_count(live) == 0
+
+
+async def test_bookers_find_people_and_cases_and_nobody_else_does(live: Live) -> None:
+    coordinator, clinician = await live.token("coordinator"), await live.token("clinician")
+    status, body = await live.api("GET", "/api/v1/directory/people?q=tuan", coordinator)
+    assert status == 200
+    assert body["people"] == [
+        {
+            "id": (await _ids(live))["cardiologist"],
+            "display_name": "PGS. Phạm Minh Tuấn",
+            "role": "specialist",
+            "specialty": "cardiology",
+            "facility_id": (await _ids(live))["site:BVTW-BM"],
+            "facility_name": "Bạch Mai Hospital",
+        }
+    ]
+    status, body = await live.api("GET", "/api/v1/directory/people?role=specialist&specialty=neurology", coordinator)
+    assert [p["display_name"] for p in body["people"]] == ["TS. Đỗ Quang Huy"]
+    status, body = await live.api("GET", "/api/v1/directory/people?role=nurse", coordinator)
+    assert status == 400 and body["error"]["field"] == "role"
+    assert (await live.api("GET", "/api/v1/directory/people?q=tuan", clinician))[0] == 403
+
+    status, body = await live.api("GET", "/api/v1/conferences/agenda/cases?q=giang", coordinator)
+    assert status == 200 and [c["patient_name"] for c in body["cases"]] == ["Giàng Thị Mỷ"]
+    assert set(body["cases"][0]) == {"patient_id", "patient_name", "age", "sex", "consultations"}  # no CCCD, BHYT
+    status, body = await live.api("GET", "/api/v1/conferences/agenda/cases?q=g", coordinator)
+    assert status == 400 and body["error"]["field"] == "q"
+    assert (await live.api("GET", "/api/v1/conferences/agenda/cases?q=giang", clinician))[0] == 403
+
+
+async def test_the_booking_pages_are_for_coordinators_and_the_edit_page_is_prefilled(live: Live) -> None:
+    ids = await _ids(live)
+    status, booked = await live.api("POST", "/api/v1/conferences", await live.token("coordinator"), _booking(ids))
+    assert status == 201
+    cid = booked["conference"]["id"]
+
+    http = await browser_login(live, "coordinator")
+    async with http:
+        async with http.get(f"{live.url}/conferences") as resp:
+            page = await resp.text()
+            assert 'href="/conferences/new"' in page and f'href="/conferences/{cid}/edit"' in page
+        async with http.get(f"{live.url}/conferences/new") as resp:
+            page = await resp.text()
+            assert resp.status == 200 and 'id="book-form"' in page
+            assert re.search(r'<select id="host"[^>]*>.*Bạch Mai Hospital.*</select>', page, re.S)
+        async with http.get(f"{live.url}/conferences/{cid}/edit") as resp:
+            page = await resp.text()
+            assert resp.status == 200
+            found = re.search(r'<script type="application/json" id="book-state">(.*?)</script>', page, re.S)
+            assert found
+            state = json.loads(found.group(1))
+            assert (state["conference_id"], state["title"], state["start"], state["end"]) == (
+                cid,
+                "Weekly cardiology case review",
+                "14:00",
+                "15:30",
+            )
+            assert {p["id"] for p in state["people"]} == {ids["clinician"], ids["cardiologist"]}
+
+    http = await browser_login(live, "clinician", lang="vi")
+    async with http:
+        async with http.get(f"{live.url}/conferences") as resp:
+            assert 'href="/conferences/new"' not in await resp.text()
+        for path in ("/conferences/new", f"/conferences/{cid}/edit"):
+            async with http.get(f"{live.url}{path}") as resp:
+                assert resp.status == 403, path
+
+
+def _next_tuesday() -> str:
+    today = date.today()
+    return (today + timedelta(days=(1 - today.weekday()) % 7 or 7)).isoformat()
