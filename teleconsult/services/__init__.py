@@ -48,6 +48,7 @@ class Services:
         self.vitals.notifier = notifier
         self.waveforms.notifier = notifier
         self.conference_room.notifier = notifier
+        self.conferences.notifier = notifier
 
 
 def build_services(settings: Settings, db: Database, clock: Clock, notifier: Notifier | None = None) -> Services:

@@ -39,6 +39,7 @@ from teleconsult.domain.conference import (
 from teleconsult.domain.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from teleconsult.domain.patients import fold_for_search
 from teleconsult.domain.people import Actor, Facility, Role
+from teleconsult.services.notify import Notifier, NullNotifier
 from teleconsult.settings import Settings
 from teleconsult.storage import repositories as repo
 from teleconsult.storage.db import Database
@@ -197,6 +198,7 @@ class ConferenceService:
         self.offsets = [timedelta(seconds=s) for s in settings.conference_reminder_offsets_s]
         self.grace = timedelta(seconds=settings.conference_reminder_grace_s)
         self._task: asyncio.Task[None] | None = None
+        self.notifier: Notifier = NullNotifier()
 
     # -- the reminder loop ------------------------------------------------------------------------------------
 
@@ -284,18 +286,28 @@ class ConferenceService:
                         )
                     )
                 ).scalars()
-                for user_id in invitees:
-                    tx.add(
-                        NotificationRow(
-                            user_id=user_id,
-                            kind="conference.reminder",
-                            text=text,
-                            conference_id=reminder.key.booking_id,
-                            created_at=now,
-                        )
+                created = [
+                    NotificationRow(
+                        user_id=user_id,
+                        kind="conference.reminder",
+                        text=text,
+                        conference_id=reminder.key.booking_id,
+                        created_at=now,
                     )
+                    for user_id in invitees
+                ]
+                tx.add_all(created)
+                await tx.flush()
         except IntegrityError:
             return False  # another process sent it
+        # Pushed after the commit to whoever is online; the list reloads from the table, so a lost push loses
+        # nothing.
+        for row in created:
+            view = NotificationView(row.id, row.kind, row.text, row.conference_id, row.created_at, None)
+            try:
+                await self.notifier.notified(row.user_id, view)
+            except Exception:
+                log.exception("could not push a reminder")
         return True
 
     # -- booking ----------------------------------------------------------------------------------------------

@@ -281,14 +281,25 @@ async def test_six_sites_of_a_booked_conference_see_each_other_through_janus_and
 async def test_without_an_sfu_the_room_still_takes_notes_and_says_video_is_unavailable(
     sqlite_settings: Settings, aiohttp_server: Any
 ) -> None:
-    server = await aiohttp_server(build_app(sqlite_settings, FakeClock(BEFORE_START)))
+    # The server's own reminder loop waits an hour between rounds: the test sends the due reminder itself.
+    settings = sqlite_settings.model_copy(update={"conference_reminder_tick_s": 3600.0})
+    server = await aiohttp_server(build_app(settings, FakeClock(BEFORE_START)))
     await seed_demo(server.app[SERVICES])
-    live = Live(server, sqlite_settings)
+    live = Live(server, settings)
     await live.services.directory.add_user("sapa", "correct-horse-1", "clinician", "TTYT-SP", display_name="BS. Páo")
     conference_id = await book(live, await ids(live))
     client = socketio.AsyncClient(reconnection=False)
+    pushed: asyncio.Queue[Any] = asyncio.Queue()
+    client.on("notification.new", pushed.put)
     await client.connect(live.url, auth={"token": await live.token("clinician")}, transports=["websocket"])
     try:
+        # Ten minutes before the start the 15-minute reminder is due (within its grace): it is pushed live to
+        # the invitee who is online, once.
+        assert await live.services.conferences.send_due_reminders() == 1
+        reminder = (await asyncio.wait_for(pushed.get(), 5))["notification"]
+        assert reminder["kind"] == "conference.reminder" and reminder["conference_id"] == conference_id
+        assert reminder["text"].startswith("Lào Cai cardiology case review: starts 14:00 01/12/2026")
+        assert await live.services.conferences.send_due_reminders() == 0
         ack = await client.call("conference.enter", {"conference_id": conference_id}, timeout=5)
         assert ack["entry"] == "enter" and ack["session"]["media"] is False
         session_id = ack["session"]["id"]
