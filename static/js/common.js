@@ -123,7 +123,7 @@ export function sleep(ms) {
 
 /** The one socket of a page: same origin, websocket only, the session cookie authenticates. */
 export function createSocket(options = {}) {
-  return io({
+  const socket = io({
     transports: ["websocket"],
     withCredentials: true,
     reconnectionDelay: 1000,
@@ -132,6 +132,14 @@ export function createSocket(options = {}) {
     timeout: 10000,
     ...options,
   });
+  // In-app notifications (conference reminders) pushed live: the top bar's bell (notifications.js) shows
+  // them; pages without a socket get them from its periodic refresh.
+  socket.on("notification.new", (payload) => {
+    if (payload && payload.notification) {
+      window.dispatchEvent(new CustomEvent("teleconsult:notification", { detail: payload.notification }));
+    }
+  });
+  return socket;
 }
 
 /**
