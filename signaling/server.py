@@ -523,6 +523,9 @@ class SignalingServer:
 
     async def _presence_set(self, sid: str, session: dict[str, Any], msg: ev.PresenceSet) -> dict[str, Any]:
         actor = await self._fresh_actor(sid, session)
+        # This connection is proof of presence: the lease written at connect runs in the background and may not
+        # be in yet, and the answer must not say "offline" to someone who is online (idempotent).
+        await self._services.presence.hold(self.instance_id, actor.user_id)
         view = await self._services.presence.set_availability(actor, msg.availability, source=session["source"])
         await self.presence_changed(view)
         self._services.pairing.kick()
