@@ -13,7 +13,18 @@ from aiohttp import web
 from teleconsult.display import format_date, format_datetime, format_time
 from teleconsult.services import Services
 from teleconsult.settings import Settings
-from web import api, conference_api, conference_pages, fhir, i18n, monitor_api, network_pages, pages, pairing_api
+from web import (
+    api,
+    conference_api,
+    conference_pages,
+    conference_room_pages,
+    fhir,
+    i18n,
+    monitor_api,
+    network_pages,
+    pages,
+    pairing_api,
+)
 from web.i18n import _
 from web.keys import LIVE_STATS, SERVICES, SETTINGS
 from web.security import csrf_middleware, headers_middleware, session_middleware
@@ -96,6 +107,7 @@ def create_app(services: Services, settings: Settings) -> web.Application:
     app.router.add_routes(pairing_api.routes)
     app.router.add_routes(conference_api.routes)
     app.router.add_routes(conference_pages.routes)
+    app.router.add_routes(conference_room_pages.routes)
     app.router.add_static("/static/", settings.static_dir, append_version=False)
     for prefix, package in (("/vendor/socket.io/", "socket.io-client"), ("/vendor/uplot/", "uplot")):
         vendor = settings.node_modules_dir / package / "dist"
