@@ -91,6 +91,8 @@ class ConferenceSignaling:
             return _dump(ack)
         sid_session = entered.session.id
         ack = ack.model_copy(update={"session": _session_out(entered)})
+        if entered.entry.value == "lobby" and not entered.knocked:
+            return _dump(ack)
         if entered.entry.value == "lobby":
             admission = [e for e in await self._room.lobby_of(sid_session) if e.user_id == actor.user_id]
             for entry in admission:

@@ -109,12 +109,14 @@ class AttendanceLine:
 
 @dataclass(frozen=True, slots=True)
 class ConferenceReview:
-    """A conference's notes and decision about one patient, as the patient's record shows them."""
+    """One agenda case about this patient in one session: its notes and decision, as the record shows them.
+    (A patient may be on an agenda twice, e.g. two problems: each case is a review of its own.)"""
 
     conference_id: int
     title: str
     session_id: int
     session_starts_at: datetime
+    agenda_item_id: int
     decision: DecisionView | None
     notes: tuple[NoteView, ...]
 
@@ -286,15 +288,24 @@ async def reviews_of(tx: AsyncSession, patient_id: int) -> list[ConferenceReview
             .order_by(ConferenceSessionRow.starts_at.desc())
         )
     ).all()
-    by_session = {d.session_id: decision_view(d, name) for d, name in decisions}
-    return [
-        ConferenceReview(
-            conference_id=s.conference_id,
-            title=title,
-            session_id=s.id,
-            session_starts_at=s.starts_at,
-            decision=by_session.get(s.id),
-            notes=tuple(note_view(n, name) for n, name in notes if n.session_id == s.id),
-        )
-        for s, title in sessions
-    ]
+    by_case = {(d.session_id, d.agenda_item_id): decision_view(d, name) for d, name in decisions}
+    cases = sorted({(n.session_id, n.agenda_item_id) for n, _ in notes} | set(by_case), key=lambda c: c[1])
+    reviews = []
+    for s, title in sessions:
+        for session_id, item_id in cases:
+            if session_id != s.id:
+                continue
+            reviews.append(
+                ConferenceReview(
+                    conference_id=s.conference_id,
+                    title=title,
+                    session_id=s.id,
+                    session_starts_at=s.starts_at,
+                    agenda_item_id=item_id,
+                    decision=by_case.get((s.id, item_id)),
+                    notes=tuple(
+                        note_view(n, name) for n, name in notes if (n.session_id, n.agenda_item_id) == (s.id, item_id)
+                    ),
+                )
+            )
+    return reviews

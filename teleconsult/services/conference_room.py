@@ -112,6 +112,7 @@ class Entered:
     opens_at: datetime | None
     cases: tuple[AgendaCase, ...] = ()
     lobby: tuple[LobbyEntry, ...] = ()
+    knocked: bool = False  # LOBBY, asked for the first time: tell the hosts
 
 
 class ConferenceRoomService:
@@ -237,14 +238,14 @@ class ConferenceRoomService:
             )
             view = self._session_view(conf, session)
             if entry is dom.Entry.LOBBY:
-                if admission is None:
-                    tx.add(
-                        ConferenceAdmissionRow(
-                            session_id=session.id, user_id=actor.user_id, status=WAITING, asked_at=now
-                        )
-                    )
+                if admission is not None:  # asking again while waiting: the hosts were told already
+                    return Entered(entry, view, host, None)
+                waiting = ConferenceAdmissionRow(
+                    session_id=session.id, user_id=actor.user_id, status=WAITING, asked_at=now
+                )
+                tx.add(waiting)
                 self._audit(tx, actor, "conference.knock", session.id, source)
-                return Entered(entry, view, host, None)
+                return Entered(entry, view, host, None, knocked=True)
             await self._close_stays_of(tx, connection_id, now)
             tx.add(
                 ConferenceAttendanceRow(

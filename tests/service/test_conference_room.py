@@ -64,7 +64,10 @@ async def test_the_room_opens_fifteen_minutes_before_and_the_lobby_waits_for_the
 
     # Not invited: waits in the lobby, can neither write nor see the cases, and is not counted present.
     knocking = await services.conference_room.enter(world.clin_b, cid, "p1:b", source="t")
-    assert knocking.entry is Entry.LOBBY and knocking.cases == ()
+    assert knocking.entry is Entry.LOBBY and knocking.cases == () and knocking.knocked
+    again_waiting = await room.enter(world.clin_b, cid, "p1:b", source="t")  # the page asks again later
+    assert again_waiting.entry is Entry.LOBBY and not again_waiting.knocked
+    assert len(await audit_rows(services, action="conference.knock")) == 1
     with pytest.raises(PermissionDenied):
         await room.add_note(world.clin_b, session_id, inside.cases[0].item_id, "n1", "Xin vào", source="t")
     with pytest.raises(PermissionDenied):
@@ -265,3 +268,33 @@ async def test_stays_of_a_killed_process_are_closed_by_lease(
     assert await room.close_stale_stays() == 1
     open_stays = [s.connection_id for s in await rows(services, ConferenceAttendanceRow) if s.left_at is None]
     assert open_stays == ["alive:c"]
+
+
+async def test_two_cases_of_one_patient_are_two_reviews_in_the_record(
+    services: Services, world: World, clock: FakeClock
+) -> None:
+    room = services.conference_room
+    # The patient's chest pain (registered case) and the consultation about her diabetes: two cases.
+    consultation = await services.consultations.request(
+        world.clin_a, world.patient.id, "cardiology", "routine", "Đái tháo đường, đường huyết cao.", source="t"
+    )
+    two = (
+        AgendaItem(world.clin_a.user_id, patient_id=world.patient.id),
+        AgendaItem(world.spec_cardio.user_id, consultation_id=consultation.id),
+    )
+    cid = (await services.conferences.book(world.coord, draft(world, agenda=two), source="t")).conference.id
+    at(clock, 0)
+    entered = await room.enter(world.coord, cid, "p1:c", source="t")
+    assert entered.session is not None
+    first, second = (c.item_id for c in entered.cases)
+    sid = entered.session.id
+    await room.decide(world.coord, sid, first, "Chuyển tuyến", "I21.0", "transfer", expected_version=0, source="t")
+    await room.decide(world.coord, sid, second, "Theo dõi", "E11.9", "manage_locally", expected_version=0, source="t")
+    await room.add_note(world.coord, sid, second, "n", "Đường huyết 12 mmol/L", source="t")
+    record = await services.patients.record(world.clin_a, world.patient.id, source="t")
+    assert [
+        (r.agenda_item_id, r.decision.icd10 if r.decision else None, [n.text for n in r.notes]) for r in record.reviews
+    ] == [
+        (first, "I21.0", []),
+        (second, "E11.9", ["Đường huyết 12 mmol/L"]),
+    ]
