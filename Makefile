@@ -89,7 +89,7 @@ run: setup
 	mkdir -p var
 	$(BIN)/teleconsult migrate
 	$(BIN)/teleconsult seed --demo
-	exec $(BIN)/teleconsult serve --host $(TELECONSULT_HOST) --port $(TELECONSULT_PORT)
+	exec $(BIN)/teleconsult serve --with-janus --host $(TELECONSULT_HOST) --port $(TELECONSULT_PORT)
 
 test: setup
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
@@ -115,6 +115,12 @@ bench-ecg: setup
 # BENCH_ARGS='--quick' for a short run.
 bench-pairing: setup
 	$(BIN)/python bench/pairing.py $(BENCH_ARGS)
+
+# Mesh vs Janus SFU for multi-site conferences (bench/README.md): 2..N in-process aiortc sites, join time and
+# upload per participant side by side; starts its own Janus on loopback. BENCH_ARGS='--participants 2,4,6,8,10'.
+.PHONY: bench-conference
+bench-conference: setup
+	$(BIN)/python bench/conference.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache .ruff_cache .mypy_cache .import_linter_cache build dist test-artifacts bench/results
