@@ -154,12 +154,21 @@ def info_answers(url: str) -> bool:
         return False
 
 
-def start(folder: Path, *, port: int | None = None, first_rtp_port: int | None = None) -> LocalJanus:
-    """Start Janus with a fresh config in ``folder``; wait until its API answers. Raises JanusNotAvailable."""
+def start(
+    folder: Path,
+    *,
+    port: int | None = None,
+    first_rtp_port: int | None = None,
+    api_secret: str | None = None,
+    admin_key: str | None = None,
+) -> LocalJanus:
+    """Start Janus with a fresh config in ``folder``; wait until its API answers. Raises JanusNotAvailable.
+    Random secrets unless given (a restart with the same ones, as an operator's restart would keep them)."""
     binary = janus_binary()
     port = port or free_tcp_port()
     first_rtp = first_rtp_port or 30000 + secrets.randbelow(90) * 100  # away from coturn's 40000..47999
-    api_secret, admin_key = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    api_secret = api_secret or secrets.token_urlsafe(24)
+    admin_key = admin_key or secrets.token_urlsafe(24)
     folder.mkdir(parents=True, exist_ok=True)
     conf = write_config(
         folder, http_port=port, api_secret=api_secret, admin_key=admin_key, rtp_ports=(first_rtp, first_rtp + 99)

@@ -405,8 +405,7 @@ class JanusClient:
         async with self._http.post(url, json=message, timeout=aiohttp.ClientTimeout(total=self._timeout)) as response:
             reply: dict[str, Any] = await response.json(content_type=None)
         if reply.get("janus") == "error":
-            error = reply.get("error", {})
-            raise JanusError(int(error.get("code", 0)), str(error.get("reason", "")))
+            raise self._error(reply)
         return reply
 
     async def _sync(self, handle: Handle, body: dict[str, Any]) -> dict[str, Any]:
@@ -433,8 +432,7 @@ class JanusClient:
                 async with self._http.post(self._handle_url(handle), json=message) as response:
                     reply: dict[str, Any] = await response.json(content_type=None)
                 if reply.get("janus") == "error":
-                    error = reply.get("error", {})
-                    raise JanusError(int(error.get("code", 0)), str(error.get("reason", "")))
+                    raise self._error(reply)
                 if reply.get("janus") == "success":  # a request Janus handled synchronously after all
                     event = reply
                 else:
@@ -444,6 +442,13 @@ class JanusClient:
         data: dict[str, Any] = event.get("plugindata", {}).get("data", {})
         self._raise_plugin_error(data)
         return data, event.get("jsep")
+
+    def _error(self, reply: dict[str, Any]) -> JanusError:
+        error = reply.get("error", {})
+        code = int(error.get("code", 0))
+        if code == NO_SUCH_SESSION:
+            self._lost = True  # Janus restarted or dropped us: ensure_connected() makes a new session
+        return JanusError(code, str(error.get("reason", "")))
 
     @staticmethod
     def _raise_plugin_error(data: dict[str, Any]) -> None:

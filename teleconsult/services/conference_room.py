@@ -47,7 +47,7 @@ from teleconsult.services.conference_records import (
 )
 from teleconsult.services.notify import Notifier, NullNotifier
 from teleconsult.settings import Settings
-from teleconsult.sfu import JanusClient, JanusError, RoomAccess
+from teleconsult.sfu import NO_SUCH_SESSION, JanusClient, JanusError, RoomAccess
 from teleconsult.storage import repositories as repo
 from teleconsult.storage.db import Database
 from teleconsult.storage.models import (
@@ -567,16 +567,22 @@ class ConferenceRoomService:
             if here is None:
                 raise PermissionDenied("enter the room first")
             stored = _access(session)
-        try:
-            await self.sfu.ensure_connected()
-            if stored is not None and await self.sfu.room_exists(stored.room):
-                return stored
-            return await self._create_sfu_room(session_id, conf.title, stored)
-        except (JanusError, OSError, TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("SFU unreachable: %s", type(exc).__name__)
-            raise Unavailable("the video server is not reachable; notes and decisions still work") from None
+        for attempt in (1, 2):
+            try:
+                await self.sfu.ensure_connected()
+                if stored is not None and await self.sfu.room_exists(stored.room):
+                    return stored
+                return await self._create_sfu_room(session_id, stored)
+            except JanusError as exc:
+                if exc.code == NO_SUCH_SESSION and attempt == 1:
+                    continue  # Janus restarted since our last call: a new session, then the room again
+                log.warning("SFU refused: %s", exc.code)
+            except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+                log.warning("SFU unreachable: %s", type(exc).__name__)
+            break
+        raise Unavailable("the video server is not reachable; notes and decisions still work")
 
-    async def _create_sfu_room(self, session_id: int, title: str, lost: RoomAccess | None) -> RoomAccess:
+    async def _create_sfu_room(self, session_id: int, lost: RoomAccess | None) -> RoomAccess:
         assert self.sfu is not None
         publishers = self._settings.conference_max_publishers
         bitrate = self._settings.conference_publisher_bitrate
